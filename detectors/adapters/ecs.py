@@ -1,0 +1,149 @@
+"""Elastic Common Schema documents (nested objects or dotted keys) for every source kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors.adapters.fields import emit
+from detectors.exceptions import MalformedRecordError
+from detectors.identity import IdentityRules
+from detectors.observables import ObservableType, is_placeholder
+from detectors.observation import Observation, SourceKind, Stage
+from detectors.timestamps import parse_timestamp
+
+FORMAT = "ecs"
+MAX_DEPTH = 16
+
+_HASH_FIELDS = {
+    f"{prefix}.hash.{algo}": ObservableType(algo)
+    for prefix in ("file", "process", "process.parent", "dll", "email.attachments.file")
+    for algo in ("md5", "sha1", "sha256", "sha512")
+}
+_FILE_NAME_FIELDS = ("file.name", "file.path", "process.executable", "process.name", "email.attachments.file.name", "dll.name")
+_IP_FIELDS = ("destination.ip", "server.ip", "dns.resolved_ip")
+_DOMAIN_FIELDS = ("destination.domain", "server.domain", "dns.question.name", "url.domain")
+_URL_FIELDS = ("url.full", "url.original")
+_TEXT_FIELDS = ("process.command_line", "process.parent.command_line", "powershell.file.script_block_text")
+_EMAIL_SENDER_FIELDS = ("email.from.address", "email.sender.address", "email.reply_to.address")
+_RECIPIENT_FIELDS = ("email.to.address", "email.cc.address", "email.bcc.address")
+_CATEGORY_SOURCE = {
+    "email": SourceKind.MAIL,
+    "web": SourceKind.PROXY,
+    "network": SourceKind.PROXY,
+    "process": SourceKind.EDR,
+    "file": SourceKind.EDR,
+    "malware": SourceKind.EDR,
+    "vulnerability": SourceKind.VULN,
+}
+
+
+def flatten(document: dict[str, Any]) -> dict[str, list[Any]]:
+    """Map each dotted ECS path to the list of leaf values found under it.
+
+    Lists of objects (``email.attachments``) contribute one value per element.
+    Nesting deeper than MAX_DEPTH raises MalformedRecordError.
+    """
+    flat: dict[str, list[Any]] = {}
+    stack: list[tuple[str, Any, int]] = [("", document, 0)]
+    while stack:
+        prefix, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise MalformedRecordError(f"ECS document nested deeper than {MAX_DEPTH} levels at {prefix!r}", reason="too_deep")
+        if isinstance(value, dict):
+            for key, child in value.items():
+                stack.append((f"{prefix}.{key}" if prefix else str(key), child, depth + 1))
+        elif isinstance(value, list):
+            for child in value:
+                stack.append((prefix, child, depth + 1))
+        else:
+            flat.setdefault(prefix, []).append(value)
+    return flat
+
+
+def is_ecs_document(record: dict[str, Any]) -> bool:
+    """Return True for documents that use ECS field sets (``event``, ``host``, ``url`` ...)."""
+    keys = {key.split(".", 1)[0] for key in record}
+    return "@timestamp" in keys and bool(keys & {"event", "host", "url", "email", "process", "file", "source", "dns"})
+
+
+def source_kind_of(flat: dict[str, list[Any]]) -> SourceKind | None:
+    """Return the source kind named by ``event.category``, if any."""
+    for category in flat.get("event.category", []):
+        kind = _CATEGORY_SOURCE.get(str(category).lower())
+        if kind is not None:
+            return kind
+    return None
+
+
+def _strings(flat: dict[str, list[Any]], name: str) -> list[str]:
+    return [value for value in flat.get(name, []) if isinstance(value, str) and not is_placeholder(value)]
+
+
+def _add_entities(flat: dict[str, list[Any]], source: SourceKind, rules: IdentityRules, observation: Observation) -> None:
+    hosts = _strings(flat, "host.name") or _strings(flat, "host.hostname")
+    if source is SourceKind.PROXY and not hosts:
+        hosts = _strings(flat, "source.ip") or _strings(flat, "client.ip")
+    for host in hosts:
+        canonical = rules.host(host)
+        if canonical is not None and canonical not in observation.hosts:
+            observation.hosts.append(canonical)
+    domains = _strings(flat, "user.domain")
+    for name in _strings(flat, "user.name"):
+        account = f"{domains[0]}\\{name}" if domains and "\\" not in name and "@" not in name else name
+        user = rules.user(account)
+        if user is not None and user not in observation.users:
+            observation.users.append(user)
+    if source is SourceKind.MAIL:
+        for field in _RECIPIENT_FIELDS:
+            for address in _strings(flat, field):
+                mailbox = rules.mailbox(address)
+                if mailbox is not None and mailbox not in observation.users:
+                    observation.users.append(mailbox)
+
+
+def adapt(document: dict[str, Any], rules: IdentityRules, default_source: SourceKind | None = None) -> Observation:
+    """Turn one ECS document into an observation.
+
+    The source kind comes from ``event.category`` and falls back to
+    ``default_source`` (the topic binding); with neither, the record is
+    rejected because its entities cannot be chosen.
+    """
+    flat = flatten(document)
+    source = source_kind_of(flat) or default_source
+    if source is None:
+        raise MalformedRecordError(
+            "ECS document has no event.category and the input has no source kind; "
+            "set event.category or bind the topic or file to a source kind",
+            reason="missing_field",
+        )
+    timestamps = flat.get("@timestamp") or flat.get("event.created") or [None]
+    stage = {SourceKind.MAIL: Stage.DELIVERED, SourceKind.EDR: Stage.EXECUTED}.get(source, Stage.CONTACTED)
+    observation = Observation(source=source, timestamp_ms=parse_timestamp(timestamps[0]), stage=stage, format=FORMAT)
+    codes = _strings(flat, "event.code") or _strings(flat, "event.action")
+    observation.event_code = codes[0] if codes else None
+    _add_entities(flat, source, rules, observation)
+    for field, kind in _HASH_FIELDS.items():
+        for value in _strings(flat, field):
+            emit(observation, kind, value, field)
+    for field in _FILE_NAME_FIELDS:
+        for value in _strings(flat, field):
+            emit(observation, ObservableType.FILE_NAME, value, field)
+    for field in _IP_FIELDS:
+        for value in _strings(flat, field):
+            emit(observation, None, value, field, ip_only=True)
+    for field in _DOMAIN_FIELDS:
+        for value in _strings(flat, field):
+            emit(observation, ObservableType.DOMAIN, value, field)
+    for field in _URL_FIELDS:
+        for value in _strings(flat, field):
+            emit(observation, ObservableType.URL, value, field)
+    for field in _EMAIL_SENDER_FIELDS:
+        for value in _strings(flat, field):
+            emit(observation, ObservableType.EMAIL, value, field)
+    if source is not SourceKind.MAIL:
+        for value in _strings(flat, "user.name"):
+            emit(observation, ObservableType.USER, rules.user(value) or "", "user.name")
+    for field in _TEXT_FIELDS:
+        for value in _strings(flat, field):
+            observation.free_text.append((field, value))
+    return observation

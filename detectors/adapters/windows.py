@@ -1,0 +1,201 @@
+"""Windows event log records as JSON: Sysmon, Security and System channels.
+
+Two shapes are read:
+
+- NXLog/Logstash: event fields at the top level, ``EventID`` a number,
+  the machine in ``Hostname`` (``host`` is the collector, not the endpoint).
+- EVTX converted to JSON: ``EventID`` as ``{"#text": "1"}``, the machine in
+  ``Computer``, the fields inside ``EventData``, the time in
+  ``TimeCreated.SystemTime``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors.adapters.fields import emit
+from detectors.exceptions import MalformedRecordError
+from detectors.identity import IdentityRules
+from detectors.observables import ObservableType, is_placeholder
+from detectors.observation import Observable, Observation, SourceKind, Stage
+from detectors.timestamps import parse_timestamp
+
+FORMAT = "sysmon"
+
+# Sysmon event ids whose network fields are the point of the event.
+_NETWORK_EVENTS = frozenset({"3", "22", "5156", "4624", "4625", "4648", "5140", "5145"})
+_TEXT_FIELDS = ("CommandLine", "ParentCommandLine", "ImagePath", "ScriptBlockText", "ServiceFileName")
+_FILE_FIELDS = ("Image", "OriginalFileName", "TargetFilename", "ImageLoaded", "NewProcessName", "RelativeTargetName")
+_ECS_FILE_FIELD = {
+    "Image": "process.executable",
+    "OriginalFileName": "process.pe.original_file_name",
+    "TargetFilename": "file.path",
+    "ImageLoaded": "dll.path",
+    "NewProcessName": "process.executable",
+    "RelativeTargetName": "file.path",
+}
+_ECS_TEXT_FIELD = {
+    "CommandLine": "process.command_line",
+    "ParentCommandLine": "process.parent.command_line",
+    "ImagePath": "service.executable",
+    "ScriptBlockText": "powershell.file.script_block_text",
+    "ServiceFileName": "service.executable",
+}
+_HASH_NAMES = {
+    "md5": ObservableType.MD5,
+    "sha1": ObservableType.SHA1,
+    "sha256": ObservableType.SHA256,
+    "sha512": ObservableType.SHA512,
+    "imphash": ObservableType.IMPHASH,
+}
+# Security events whose IpAddress is the other end of a logon or share access.
+_PEER_ADDRESS_EVENTS = frozenset({"4624", "4625", "4648", "5140", "5145"})
+
+
+def is_windows_event(record: dict[str, Any]) -> bool:
+    """Return True when ``record`` has the shape of a Windows event log record."""
+    return "EventID" in record and ("Channel" in record or "EventData" in record or "Hostname" in record)
+
+
+def _event_id(record: dict[str, Any]) -> str:
+    value = record.get("EventID")
+    if isinstance(value, dict):
+        value = value.get("#text")
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise MalformedRecordError(
+            f"EventID {value!r} is not a number; expected an integer or {{'#text': '<id>'}}",
+            reason="field_type",
+        )
+    return str(int(value))
+
+
+def _flatten(record: dict[str, Any]) -> dict[str, Any]:
+    data = record.get("EventData")
+    if data is None:
+        return record
+    if not isinstance(data, dict):
+        raise MalformedRecordError(f"EventData is {type(data).__name__}, expected an object", reason="field_type")
+    merged = {key: value for key, value in record.items() if key != "EventData"}
+    merged.update(data)
+    return merged
+
+
+def _timestamp(fields: dict[str, Any]) -> int | None:
+    created = fields.get("TimeCreated")
+    if isinstance(created, dict):
+        created = created.get("SystemTime")
+    for candidate in (fields.get("UtcTime"), created, fields.get("@timestamp")):
+        parsed = parse_timestamp(candidate)
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def parse_hashes(value: object) -> list[tuple[ObservableType, str]]:
+    """Split Sysmon's ``ALGO=hex,ALGO=hex`` field in any order, case or spacing.
+
+    ``-`` or an empty value gives no hashes. Unknown algorithm names are
+    skipped. A non-string value raises MalformedRecordError.
+    """
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        raise MalformedRecordError(f"Hashes is {type(value).__name__}, expected 'ALGO=hex,...' text", reason="field_type")
+    found = []
+    for part in value.split(","):
+        name, sep, digest = part.partition("=")
+        kind = _HASH_NAMES.get(name.strip().lower().replace("-", "")) if sep else None
+        if kind is None:
+            continue
+        digest = digest.strip().lower()
+        if len(digest) == 32 or len(digest) == 40 or len(digest) == 64 or len(digest) == 128:
+            found.append((kind, digest))
+    return found
+
+
+def _direction_fields(event_id: str, fields: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Return (remote IP field, remote host-name field) of a network event."""
+    if event_id == "3":
+        initiated = str(fields.get("Initiated", "true")).lower()
+        if initiated == "false":
+            return "SourceIp", "SourceHostname"
+        return "DestinationIp", "DestinationHostname"
+    if event_id == "5156":
+        inbound = str(fields.get("Direction", "")) in ("%%14592", "Inbound")
+        return ("SourceAddress", None) if inbound else ("DestAddress", None)
+    return None, None
+
+
+def _add_users(fields: dict[str, Any], rules: IdentityRules, observation: Observation) -> None:
+    accounts = []
+    user = fields.get("User")
+    if isinstance(user, str):
+        accounts.append(("user.name", user))
+    for prefix in ("Target", "Subject"):
+        name = fields.get(f"{prefix}UserName")
+        if isinstance(name, str) and not is_placeholder(name):
+            domain = fields.get(f"{prefix}DomainName")
+            account = f"{domain}\\{name}" if isinstance(domain, str) and not is_placeholder(domain) else name
+            accounts.append(("user.target.name" if prefix == "Target" else "user.name", account))
+    if not accounts and fields.get("Channel") == "System" and isinstance(fields.get("AccountName"), str):
+        domain = fields.get("Domain")
+        account = fields["AccountName"]
+        accounts.append(("user.name", f"{domain}\\{account}" if isinstance(domain, str) else account))
+    for field_name, account in accounts:
+        identity = rules.user(account)
+        if identity is None:
+            continue
+        if identity not in observation.users:
+            observation.users.append(identity)
+        observation.observables.append(Observable(ObservableType.USER, identity, field_name))
+
+
+def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
+    """Turn one Windows event record into an observation.
+
+    The endpoint (``Hostname`` or ``Computer``) and its person accounts are
+    the entities. Hashes, file names, remote addresses and queried names are
+    observables; command lines and script blocks are free text.
+    """
+    event_id = _event_id(record)
+    fields = _flatten(record)
+    host = rules.host(fields.get("Hostname") or fields.get("Computer"))
+    if host is None:
+        raise MalformedRecordError("Windows event has no Hostname or Computer field naming the endpoint", reason="missing_field")
+    network = event_id in _NETWORK_EVENTS
+    observation = Observation(
+        source=SourceKind.EDR,
+        timestamp_ms=_timestamp(fields),
+        hosts=[host],
+        stage=Stage.CONTACTED if network else Stage.EXECUTED,
+        event_code=event_id,
+        format=FORMAT,
+    )
+    for hash_field in ("Hashes", "Hash"):
+        for kind, digest in parse_hashes(fields.get(hash_field)):
+            observation.observables.append(Observable(kind, digest, f"file.hash.{kind.value}"))
+    for name in _FILE_FIELDS:
+        emit(observation, ObservableType.FILE_NAME, fields.get(name), _ECS_FILE_FIELD[name])
+    for name in _TEXT_FIELDS:
+        text = fields.get(name)
+        if isinstance(text, str) and not is_placeholder(text):
+            observation.free_text.append((_ECS_TEXT_FIELD[name], text))
+    ip_field, host_field = _direction_fields(event_id, fields)
+    if ip_field:
+        emit(observation, None, fields.get(ip_field), "destination.ip", ip_only=True)
+    if host_field:
+        emit(observation, ObservableType.DOMAIN, fields.get(host_field), "destination.domain")
+    if event_id == "22":
+        emit(observation, ObservableType.DOMAIN, fields.get("QueryName"), "dns.question.name")
+        results = fields.get("QueryResults")
+        if isinstance(results, str):
+            for answer in results.split(";"):
+                emit(observation, None, answer.rsplit(" ", 1)[-1].removeprefix("::ffff:"), "dns.resolved_ip", ip_only=True)
+    if event_id in _PEER_ADDRESS_EVENTS:
+        peer = fields.get("IpAddress")
+        peer_host = rules.host(peer)
+        if peer_host is not None and peer_host not in ("127.0.0.1", "::1"):
+            observation.hosts.append(peer_host)
+            emit(observation, None, peer, "source.ip", ip_only=True)
+    _add_users(fields, rules, observation)
+    return observation

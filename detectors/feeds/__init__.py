@@ -1,0 +1,171 @@
+"""IOC feed parsers: feed text in, deduplicated ``Ioc`` records and per-line errors out.
+
+=====  =============================================================
+name   input
+=====  =============================================================
+plain  one indicator per line, ``#`` and ``//`` comment lines
+csv    a header row (plain or as the last ``#`` comment line), then rows
+auto   csv when the header or the quoted rows say so, else plain
+=====  =============================================================
+
+The parsers take text or an iterable of lines and never open files, so the
+Kafka feed producer and the offline replay read a feed the same way. They
+collect a ``FeedRecordError`` per bad line instead of raising: one bad
+indicator must not stop a feed of thousands from loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from detectors.ioc import Ioc
+
+FEED_FORMATS = ("auto", "plain", "csv")
+
+# Longest value that any normaliser in detectors.observables accepts (parse_url's limit).
+MAX_VALUE_LENGTH = 65536
+# Error messages quote the bad value; this keeps a 1 MB junk line out of the logs.
+MAX_MESSAGE_LENGTH = 400
+# detect_feed_format gives up looking for the header after this many comment or blank lines.
+MAX_DETECT_LINES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRecordError:
+    """One rejected feed line.
+
+    ``line`` is the 1-based physical line number where the record starts, or
+    0 when the error concerns the whole input (wrong type, unknown format).
+    ``reason`` is a short, stable class for metrics; ``message`` names the value.
+    """
+
+    line: int
+    reason: str
+    message: str
+
+
+@dataclass(slots=True)
+class FeedResult:
+    """The IOCs of one feed, its rejected lines and the number of comment and blank lines."""
+
+    iocs: list[Ioc] = field(default_factory=list)
+    errors: list[FeedRecordError] = field(default_factory=list)
+    skipped: int = 0
+
+
+def record_error(line: int, reason: str, message: str) -> FeedRecordError:
+    """Build a FeedRecordError with the message cut to MAX_MESSAGE_LENGTH characters."""
+    if len(message) > MAX_MESSAGE_LENGTH:
+        message = message[: MAX_MESSAGE_LENGTH - 1] + "…"
+    return FeedRecordError(line=line, reason=reason, message=message)
+
+
+def shorten(value: str, limit: int = 80) -> str:
+    """Return ``repr(value)``, cut to about ``limit`` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def build_result(iocs: Iterable[Ioc], errors: list[FeedRecordError], skipped: int) -> FeedResult:
+    """Deduplicate IOCs by topic key; the last record of a key wins, at its first position.
+
+    The topic is compacted by the same key, so publishing the duplicates would
+    only let the earlier metadata flicker through before the last one wins.
+    """
+    by_key: dict[str, Ioc] = {}
+    for ioc in iocs:
+        by_key[ioc.key] = ioc
+    return FeedResult(iocs=list(by_key.values()), errors=errors, skipped=skipped)
+
+
+def iter_lines(text: str) -> Iterator[str]:
+    """Yield the lines of ``text`` without line endings, dropping a leading byte-order mark.
+
+    Only ``\\n`` ends a line (a ``\\r`` before it is removed), unlike
+    ``str.splitlines``, which also splits at form feeds and Unicode separators
+    and would shift line numbers away from what ``wc -l`` and editors show.
+    """
+    start = 1 if text.startswith("\ufeff") else 0
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            yield text[start:].removesuffix("\r")
+            return
+        yield text[start:end].removesuffix("\r")
+        start = end + 1
+
+
+def split_lines(lines: str | Iterable[str]) -> tuple[list[str], list[FeedRecordError]]:
+    """Return the physical lines of a feed given as text or as an iterable of lines.
+
+    An item of an iterable that is not a ``str`` is reported as an error and
+    read as an empty line, so the numbers of the following lines stay right.
+    """
+    if isinstance(lines, str):
+        return list(iter_lines(lines)), []
+    if isinstance(lines, (bytes, bytearray)) or not isinstance(lines, Iterable):
+        message = f"feed input is {type(lines).__name__}; pass str text or an iterable of str lines (decode files as UTF-8 first)"
+        return [], [record_error(0, "input", message)]
+    result: list[str] = []
+    errors: list[FeedRecordError] = []
+    try:
+        for number, item in enumerate(lines, start=1):
+            if not isinstance(item, str):
+                errors.append(record_error(number, "input", f"line {number} is {type(item).__name__}, not str; decode it first"))
+                item = ""
+            if number == 1:
+                item = item.removeprefix("\ufeff")
+            result.append(item.removesuffix("\n").removesuffix("\r"))
+    except Exception as error:  # A failing caller iterator (a decode error, say) ends the input, not the parse.
+        message = f"reading feed lines failed after line {len(result)}: {type(error).__name__}: {error}"
+        errors.append(record_error(len(result) + 1, "input", message))
+    return result, errors
+
+
+def parse_feed(text: str, fmt: str = "auto", *, source: str | None = None, name: str = "<feed>") -> FeedResult:
+    """Parse feed text in ``fmt`` (one of FEED_FORMATS); ``auto`` calls detect_feed_format.
+
+    ``source`` names the feed on every IOC (a CSV ``source`` column overrides
+    it per row); ``name`` is the file name used when ``source`` is not given.
+    Never raises: a wrong input type or format comes back as an error on line 0.
+    """
+    if not isinstance(text, str):
+        message = f"feed {name} is {type(text).__name__}, not str; decode the file as UTF-8 before parsing"
+        return FeedResult(errors=[record_error(0, "input", message)])
+    if fmt not in FEED_FORMATS:
+        message = f"unknown feed format {fmt!r} for feed {name}; use one of {', '.join(FEED_FORMATS)}"
+        return FeedResult(errors=[record_error(0, "format", message)])
+    chosen = detect_feed_format(text) if fmt == "auto" else fmt
+    if chosen == "csv":
+        return parse_csv(text, source=source, name=name)
+    return parse_plain(text, source=source, name=name)
+
+
+def detect_feed_format(text: str) -> str:
+    """Return ``"csv"`` or ``"plain"`` for feed text.
+
+    CSV when the first non-comment line, or the last ``#`` comment line before
+    it, is a delimiter-separated header naming an IOC value column (``url``,
+    ``ioc``, ``indicator``, ...), or when that first line is a quoted CSV row.
+    Everything else is read as a plain list.
+    """
+    if not isinstance(text, str):
+        return "plain"
+    return "csv" if looks_like_csv(iter_lines(text), MAX_DETECT_LINES) else "plain"
+
+
+# The format modules import FeedResult and the helpers above from this package,
+# so they are imported once those names exist.
+from detectors.feeds.csv import looks_like_csv, parse_csv  # noqa: E402
+from detectors.feeds.plain import parse_plain  # noqa: E402
+
+__all__ = [
+    "FEED_FORMATS",
+    "FeedRecordError",
+    "FeedResult",
+    "detect_feed_format",
+    "parse_csv",
+    "parse_feed",
+    "parse_plain",
+]

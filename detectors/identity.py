@@ -1,0 +1,86 @@
+"""Entity identity: one host or one person, however the log spells it.
+
+A false "seen elsewhere" alert comes from counting one machine or one person
+twice, so every adapter passes host names and accounts through
+``IdentityRules`` before they become entities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from detectors.observables import (
+    identity_of_email,
+    is_placeholder,
+    normalize_account,
+    normalize_email,
+    normalize_ip,
+)
+
+# Built-in Windows principals: not persons, so never a user entity.
+_SERVICE_DOMAINS = frozenset({"nt authority", "nt service", "window manager", "font driver host"})
+_SERVICE_USERS = frozenset({"system", "local service", "network service", "anonymous logon", "dwm-1", "dwm-2"})
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """How host names and accounts are folded into one identity.
+
+    ``default_domain``: DNS suffix of the organisation. A short host name gets
+    it appended (``WS01`` equals ``ws01.example.com``), and a bare account
+    name gets it as its domain. ``domain_map``: NetBIOS domain to DNS domain,
+    such as ``{"example": "example.com"}``, so ``EXAMPLE\\alice`` equals the
+    mailbox ``alice@example.com``.
+    """
+
+    default_domain: str | None = None
+    domain_map: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        folded = {netbios.lower(): dns.lower() for netbios, dns in self.domain_map.items()}
+        object.__setattr__(self, "domain_map", folded)
+
+    def host(self, value: object) -> str | None:
+        """Return the canonical host entity: lower-case FQDN or IP address."""
+        if not isinstance(value, str) or is_placeholder(value):
+            return None
+        text = value.strip().rstrip(".").lower()
+        address = normalize_ip(text)
+        if address is not None:
+            return address[1]
+        if not text or " " in text:
+            return None
+        if "." not in text and self.default_domain:
+            return f"{text}.{self.default_domain.lower()}"
+        return text
+
+    def user(self, value: object) -> str | None:
+        """Return the canonical person entity for an account, or None for service principals.
+
+        Machine accounts (``WS01$``) and built-in principals such as
+        ``NT AUTHORITY\\SYSTEM`` are not persons.
+        """
+        if not isinstance(value, str) or is_placeholder(value):
+            return None
+        text = value.strip()
+        lowered = text.lower()
+        if "\\" in lowered:
+            domain, _, name = lowered.partition("\\")
+            if domain in _SERVICE_DOMAINS:
+                return None
+        else:
+            name = lowered.partition("@")[0]
+        if not name or name.endswith("$") or name in _SERVICE_USERS or is_placeholder(name):
+            return None
+        if "@" in text and "\\" not in text:
+            email = normalize_email(text)
+            if email is not None:
+                return identity_of_email(email)
+        return normalize_account(text, self.domain_map, self.default_domain)
+
+    def mailbox(self, value: object) -> str | None:
+        """Return the identity of a mailbox: the address without a ``+tag``."""
+        if not isinstance(value, str):
+            return None
+        email = normalize_email(value)
+        return identity_of_email(email) if email else None

@@ -1,0 +1,297 @@
+"""The in-memory IOC index: exact hash tables, domain label walk, CIDR ranges and
+an Aho-Corasick automaton for IOC strings inside free text.
+
+The index is updated one record at a time from the IOC topic and queried for
+every observable of every event, so lookups avoid allocation where they can.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+import ahocorasick
+
+from detectors.ioc import Ioc
+from detectors.observables import HASH_TYPES, ObservableType, parse_url
+
+log = logging.getLogger(__name__)
+
+# IOC types that the automaton looks for inside free text.
+_TEXT_TYPES = HASH_TYPES | {
+    ObservableType.DOMAIN,
+    ObservableType.URL,
+    ObservableType.IPV4,
+    ObservableType.IPV6,
+    ObservableType.EMAIL,
+    ObservableType.FILE_NAME,
+}
+_WORD = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+_PATH_OR_WORD = _WORD | frozenset("/")
+# Below this many pending strings the small delta automaton absorbs new IOCs,
+# so one pushed IOC does not rebuild the automaton of every loaded IOC.
+DELTA_LIMIT = 20_000
+
+
+class Change(str, Enum):
+    """What applying one IOC topic record did to the index."""
+
+    ADDED = "added"
+    UPDATED = "updated"
+    REMOVED = "removed"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One IOC found in one event: the IOC and the event field it was found in."""
+
+    ioc: Ioc
+    field: str
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class IocIndex:
+    """All active IOCs of one worker.
+
+    ``subdomains``: a domain IOC also matches its subdomains
+    (``bad.example.net`` matches ``cdn.bad.example.net``), never a longer
+    label (``notbad.example.net``).
+    """
+
+    def __init__(self, *, subdomains: bool = True) -> None:
+        self.subdomains = subdomains
+        self._by_key: dict[str, Ioc] = {}
+        self._removed_at: dict[str, int] = {}
+        self._networks: dict[int, dict[int, dict[int, Ioc]]] = {4: {}, 6: {}}
+        self._main = ahocorasick.Automaton()
+        self._main_words = 0
+        self._delta = ahocorasick.Automaton()
+        self._pending: set[str] = set()
+        self._delta_dirty = False
+        self._text_keys: dict[str, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def get(self, key: str) -> Ioc | None:
+        return self._by_key.get(key)
+
+    def values(self) -> Iterator[Ioc]:
+        return iter(self._by_key.values())
+
+    def count_by_type(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for ioc in self._by_key.values():
+            counts[ioc.type.value] = counts.get(ioc.type.value, 0) + 1
+        return counts
+
+    # -- updates ---------------------------------------------------------
+
+    def apply(self, ioc: Ioc, now_ms: int | None = None) -> Change:
+        """Add or update ``ioc``; a revoked or expired record removes it.
+
+        An update whose ``modified`` is older than the stored one (a late or
+        replayed copy) is ignored, also after the IOC was revoked.
+        """
+        now_ms = _now_ms() if now_ms is None else now_ms
+        key = ioc.key
+        current = self._by_key.get(key)
+        newest = current.modified if current is not None else self._removed_at.get(key)
+        if ioc.modified is not None and newest is not None and ioc.modified < newest:
+            return Change.IGNORED
+        if not ioc.is_active(now_ms):
+            if ioc.revoked and ioc.modified is not None:
+                self._removed_at[key] = ioc.modified
+            return Change.REMOVED if self._drop(key) else Change.IGNORED
+        self._removed_at.pop(key, None)
+        self._by_key[key] = ioc
+        if current is not None:
+            network = _network_of(ioc)
+            if network is not None:
+                self._networks[network.version][network.prefixlen][int(network.network_address)] = ioc
+            return Change.UPDATED
+        self._insert(ioc)
+        return Change.ADDED
+
+    def remove(self, key: str) -> Change:
+        """Remove the IOC with topic key ``key`` (a tombstone)."""
+        self._removed_at.pop(key, None)
+        return Change.REMOVED if self._drop(key) else Change.IGNORED
+
+    def expire(self, now_ms: int | None = None) -> list[str]:
+        """Drop IOCs past ``valid_until``; return their keys."""
+        now_ms = _now_ms() if now_ms is None else now_ms
+        expired = [key for key, ioc in self._by_key.items() if not ioc.is_active(now_ms)]
+        for key in expired:
+            self._drop(key)
+        return expired
+
+    def _insert(self, ioc: Ioc) -> None:
+        network = _network_of(ioc)
+        if network is not None:
+            table = self._networks[network.version].setdefault(network.prefixlen, {})
+            table[int(network.network_address)] = ioc
+            return
+        if ioc.type in _TEXT_TYPES:
+            keys = self._text_keys.setdefault(ioc.value, [])
+            keys.append(ioc.key)
+            if len(keys) == 1 and ioc.value not in self._main:
+                self._pending.add(ioc.value)
+                self._delta_dirty = True
+
+    def _drop(self, key: str) -> bool:
+        ioc = self._by_key.pop(key, None)
+        if ioc is None:
+            return False
+        network = _network_of(ioc)
+        if network is not None:
+            table = self._networks[network.version].get(network.prefixlen, {})
+            table.pop(int(network.network_address), None)
+            if not table:
+                self._networks[network.version].pop(network.prefixlen, None)
+        keys = self._text_keys.get(ioc.value)
+        if keys and key in keys:
+            keys.remove(key)
+            if not keys:
+                # The automaton keeps the string; hits are checked against _text_keys.
+                del self._text_keys[ioc.value]
+                self._pending.discard(ioc.value)
+        return True
+
+    def rebuild(self) -> None:
+        """Rebuild the main automaton from every text IOC and empty the delta."""
+        automaton = ahocorasick.Automaton()
+        for text in self._text_keys:
+            automaton.add_word(text, text)
+        if len(automaton):
+            automaton.make_automaton()
+        self._main = automaton
+        self._main_words = len(automaton)
+        self._pending.clear()
+        self._delta = ahocorasick.Automaton()
+        self._delta_dirty = False
+        log.debug("Rebuilt Aho-Corasick automaton with %d strings", self._main_words)
+
+    def prepare(self) -> None:
+        """Make pending IOCs searchable; call before matching a batch."""
+        if not self._delta_dirty:
+            return
+        if len(self._pending) > max(DELTA_LIMIT, self._main_words // 10):
+            self.rebuild()
+            return
+        delta = ahocorasick.Automaton()
+        for text in self._pending:
+            delta.add_word(text, text)
+        if len(delta):
+            delta.make_automaton()
+        self._delta = delta
+        self._delta_dirty = False
+
+    # -- lookups ---------------------------------------------------------
+
+    def lookup(self, kind: ObservableType, value: str, now_ms: int) -> Iterator[Ioc]:
+        """Yield the active IOCs that match one normalised observable."""
+        ioc = self._by_key.get(f"{kind.value}:{value}")
+        if ioc is not None and ioc.is_active(now_ms):
+            yield ioc
+        if kind is ObservableType.DOMAIN:
+            if self.subdomains:
+                yield from self._parent_domains(value, now_ms)
+        elif kind is ObservableType.IPV4 or kind is ObservableType.IPV6:
+            yield from self._networks_containing(value, now_ms)
+        elif kind is ObservableType.URL:
+            yield from self._url_parts(value, now_ms)
+
+    def _parent_domains(self, domain: str, now_ms: int) -> Iterator[Ioc]:
+        position = domain.find(".")
+        while position >= 0:
+            parent = domain[position + 1 :]
+            if "." not in parent:
+                return
+            ioc = self._by_key.get(f"domain-name:{parent}")
+            if ioc is not None and ioc.is_active(now_ms):
+                yield ioc
+            position = domain.find(".", position + 1)
+
+    def _networks_containing(self, address: str, now_ms: int) -> Iterator[Ioc]:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return
+        tables = self._networks[parsed.version]
+        if not tables:
+            return
+        number = int(parsed)
+        width = 32 if parsed.version == 4 else 128
+        for prefixlen, table in tables.items():
+            masked = number >> (width - prefixlen) << (width - prefixlen) if prefixlen else 0
+            ioc = table.get(masked)
+            if ioc is not None and ioc.is_active(now_ms):
+                yield ioc
+
+    def _url_parts(self, key: str, now_ms: int) -> Iterator[Ioc]:
+        url = parse_url(key)
+        if url is None:
+            return
+        if url.query:
+            ioc = self._by_key.get(f"url:{url.key_without_query}")
+            if ioc is not None and ioc.is_active(now_ms):
+                yield ioc
+        yield from self.lookup(url.host_type, url.host, now_ms)
+
+    def search_text(self, text: str, now_ms: int) -> Iterator[Ioc]:
+        """Yield IOCs whose value appears in ``text`` on token boundaries.
+
+        pyahocorasick's ``iter`` reports every occurrence, including ones
+        inside longer tokens (``iter_long`` drops real matches in 2.3.1), so
+        each hit is checked here: ``evil.example`` must not match inside
+        ``notevil.example`` or ``evil.example.org``.
+        """
+        if not self._text_keys:
+            return
+        lowered = text.lower()
+        for automaton in (self._main, self._delta):
+            if not len(automaton) or automaton.kind != ahocorasick.AHOCORASICK:
+                continue
+            for end, word in automaton.iter(lowered):
+                keys = self._text_keys.get(word)
+                if not keys:
+                    continue
+                start = end - len(word) + 1
+                for key in keys:
+                    ioc = self._by_key[key]
+                    if ioc.is_active(now_ms) and _on_boundary(lowered, start, end, ioc.type):
+                        yield ioc
+
+
+def _network_of(ioc: Ioc) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if ioc.type not in (ObservableType.IPV4, ObservableType.IPV6) or "/" not in ioc.value:
+        return None
+    return ipaddress.ip_network(ioc.value)
+
+
+def _on_boundary(text: str, start: int, end: int, kind: ObservableType) -> bool:
+    """Check that text[start:end + 1] is a whole token for an IOC of ``kind``."""
+    before = text[start - 1] if start > 0 else ""
+    after = text[end + 1] if end + 1 < len(text) else ""
+    after_next = text[end + 2] if end + 2 < len(text) else ""
+    if before in _WORD:
+        return False
+    if before == "." and kind not in (ObservableType.DOMAIN, ObservableType.URL):
+        return False
+    if kind is ObservableType.EMAIL and before in ("+", "%", "."):
+        return False
+    if kind is ObservableType.URL and after in _PATH_OR_WORD:
+        return False
+    if after in _WORD:
+        return False
+    # "evil.example" inside "evil.example.org", "1.2.3.4" inside "1.2.3.45" or "1.2.3.4.5".
+    return not (after == "." and after_next in _WORD)

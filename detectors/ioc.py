@@ -1,0 +1,181 @@
+"""The IOC record: one indicator with its metadata, as carried on the IOC topic.
+
+The topic key is ``type:value`` with the normalised value, so compaction
+keeps the latest record per indicator and a tombstone (null value) removes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.exceptions import FeedError
+from detectors.observables import (
+    HASH_TYPES,
+    ObservableType,
+    detect_type,
+    normalize,
+    refang,
+    threat_indicator_type,
+)
+from detectors.timestamps import format_timestamp, parse_timestamp
+
+SEVERITIES = ("low", "medium", "high", "critical")
+
+# Feed type names in common use, mapped to the internal observable type.
+# None means "infer from the value" (plain "ip" or "hash" columns).
+TYPE_ALIASES: dict[str, ObservableType | None] = {
+    **{kind.value: kind for kind in ObservableType},
+    "domain": ObservableType.DOMAIN,
+    "hostname": ObservableType.DOMAIN,
+    "fqdn": ObservableType.DOMAIN,
+    "ip": None,
+    "ip-dst": None,
+    "ip-src": None,
+    "ipv4": ObservableType.IPV4,
+    "ipv6": ObservableType.IPV6,
+    "cidr": None,
+    "hash": None,
+    "file": None,
+    "sha-1": ObservableType.SHA1,
+    "sha-256": ObservableType.SHA256,
+    "sha-512": ObservableType.SHA512,
+    "email": ObservableType.EMAIL,
+    "email-src": ObservableType.EMAIL,
+    "email-dst": ObservableType.EMAIL,
+    "user": ObservableType.USER,
+    "account": ObservableType.USER,
+    "filename": ObservableType.FILE_NAME,
+    "uri": ObservableType.URL,
+    "link": ObservableType.URL,
+}
+
+
+@dataclass(slots=True)
+class Ioc:
+    """One indicator of compromise.
+
+    Times are epoch milliseconds. ``modified`` orders updates of the same
+    indicator: an update older than the stored one is ignored.
+    """
+
+    type: ObservableType
+    value: str
+    source: str = "unknown"
+    confidence: int | None = None
+    severity: str = "medium"
+    tags: list[str] = field(default_factory=list)
+    tlp: str | None = None
+    valid_from: int | None = None
+    valid_until: int | None = None
+    modified: int | None = None
+    revoked: bool = False
+    description: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The topic key, ``type:value``."""
+        return f"{self.type.value}:{self.value}"
+
+    @property
+    def stix_type(self) -> str:
+        return threat_indicator_type(self.type)
+
+    def is_active(self, now_ms: int) -> bool:
+        """Return False once the IOC is revoked or past ``valid_until``."""
+        return not self.revoked and (self.valid_until is None or now_ms < self.valid_until)
+
+    def to_record(self) -> dict[str, Any]:
+        """Return the JSON object published on the IOC topic."""
+        record: dict[str, Any] = {"type": self.type.value, "value": self.value, "source": self.source, "severity": self.severity}
+        optional = {
+            "confidence": self.confidence,
+            "tags": self.tags or None,
+            "tlp": self.tlp,
+            "valid_from": format_timestamp(self.valid_from) if self.valid_from is not None else None,
+            "valid_until": format_timestamp(self.valid_until) if self.valid_until is not None else None,
+            "modified": format_timestamp(self.modified) if self.modified is not None else None,
+            "revoked": self.revoked or None,
+            "description": self.description,
+            "context": self.context or None,
+        }
+        record.update({name: value for name, value in optional.items() if value is not None})
+        return record
+
+
+def resolve_type(type_name: str | None, raw_value: str) -> tuple[ObservableType, str]:
+    """Normalise ``raw_value`` as the named type, or detect the type when unnamed.
+
+    Raises FeedError naming the value and type when it cannot be used.
+    """
+    value = refang(raw_value)
+    alias = type_name.strip().lower() if isinstance(type_name, str) and type_name.strip() else None
+    if alias is not None and alias not in TYPE_ALIASES:
+        raise FeedError(f"unknown IOC type {type_name!r} for value {raw_value!r}; use one of {', '.join(t.value for t in ObservableType)}", reason="type")
+    kind = TYPE_ALIASES.get(alias) if alias else None
+    if kind is None:
+        detected = detect_type(value)
+        if detected is None:
+            raise FeedError(f"cannot recognise the type of IOC value {raw_value!r}", reason="value")
+        if alias in ("hash", "file") and detected[0] not in HASH_TYPES:
+            raise FeedError(f"IOC value {raw_value!r} of type {alias!r} is not a hex digest", reason="value")
+        return detected
+    canonical = normalize(kind, value)
+    if canonical is None:
+        raise FeedError(f"IOC value {raw_value!r} is not a valid {kind.value}", reason="value")
+    return kind, canonical
+
+
+def _confidence(value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(float(str(value)))
+    except ValueError:
+        raise FeedError(f"confidence {value!r} is not a number from 0 to 100", reason="field_type") from None
+    if not 0 <= number <= 100:
+        raise FeedError(f"confidence {value!r} is outside 0 to 100", reason="field_type")
+    return number
+
+
+def _time(record: dict[str, Any], name: str) -> int | None:
+    raw = record.get(name)
+    if raw is None or raw == "":
+        return None
+    parsed = parse_timestamp(raw)
+    if parsed is None:
+        raise FeedError(f"{name} {raw!r} is not an ISO-8601 time", reason="field_type")
+    return parsed
+
+
+def ioc_from_record(record: dict[str, Any]) -> Ioc:
+    """Build an Ioc from a topic or feed record; raise FeedError on a bad field."""
+    raw_value = record.get("value")
+    if not isinstance(raw_value, str) or not raw_value.strip():
+        raise FeedError(f"IOC record has no string value: {str(record)[:200]}", reason="missing_field")
+    kind, value = resolve_type(record.get("type"), raw_value)
+    severity = str(record.get("severity") or "medium").lower()
+    if severity not in SEVERITIES:
+        raise FeedError(f"severity {record.get('severity')!r} is not one of {', '.join(SEVERITIES)}", reason="field_type")
+    tags = record.get("tags") or []
+    if isinstance(tags, str):
+        tags = [tag.strip() for tag in tags.split(",") if tag.strip()]
+    if not isinstance(tags, list):
+        raise FeedError(f"tags {tags!r} must be a list of strings", reason="field_type")
+    context = record.get("context") or {}
+    return Ioc(
+        type=kind,
+        value=value,
+        source=str(record.get("source") or "unknown"),
+        confidence=_confidence(record.get("confidence")),
+        severity=severity,
+        tags=[str(tag) for tag in tags],
+        tlp=str(record["tlp"]).lower() if record.get("tlp") else None,
+        valid_from=_time(record, "valid_from"),
+        valid_until=_time(record, "valid_until"),
+        modified=_time(record, "modified"),
+        revoked=bool(record.get("revoked", False)),
+        description=record.get("description") if isinstance(record.get("description"), str) else None,
+        context=context if isinstance(context, dict) else {},
+    )

@@ -1,0 +1,94 @@
+"""Matching one observation against the IOC index, and the sightings it yields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from detectors.adapters import parse_record
+from detectors.identity import IdentityRules
+from detectors.index import IocIndex, Match
+from detectors.observation import Observation, SourceKind
+
+
+@dataclass(frozen=True, slots=True)
+class EventRef:
+    """Where an event came from: a Kafka record or a line of a replayed file."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+def match(observation: Observation, index: IocIndex, now_ms: int) -> list[Match]:
+    """Return one Match per distinct IOC found in ``observation``.
+
+    Structured observables are looked up first, then free text; an IOC found
+    in several fields is reported once, with the first field.
+    """
+    found: dict[str, Match] = {}
+    for observable in observation.observables:
+        for ioc in index.lookup(observable.type, observable.value, now_ms):
+            if ioc.key not in found:
+                found[ioc.key] = Match(ioc, observable.field)
+    for field, text in observation.free_text:
+        for ioc in index.search_text(text, now_ms):
+            if ioc.key not in found:
+                found[ioc.key] = Match(ioc, field)
+    return list(found.values())
+
+
+def build_sighting(observation: Observation, hit: Match, ref: EventRef, *, retro: bool = False) -> dict[str, Any]:
+    """Return the sighting record published to the sightings topic, keyed by IOC.
+
+    The IOC's own value is never an entity: a host entity equal to an IP IOC
+    or a user equal to an account IOC is left out.
+    """
+    ioc = hit.ioc
+    hosts = [host for host in observation.hosts if host != ioc.value]
+    users = [user for user in observation.users if user != ioc.value]
+    return {
+        "ioc": {
+            "key": ioc.key,
+            "type": ioc.type.value,
+            "stix_type": ioc.stix_type,
+            "value": ioc.value,
+            "source": ioc.source,
+            "severity": ioc.severity,
+            "confidence": ioc.confidence,
+            "tags": ioc.tags,
+        },
+        "event": {
+            "source": observation.source.value,
+            "format": observation.format,
+            "code": observation.event_code,
+            "timestamp_ms": observation.timestamp_ms,
+            "field": hit.field,
+            "stage": observation.stage.value,
+            **ref.to_dict(),
+        },
+        "hosts": hosts,
+        "users": users,
+        "retro": retro,
+    }
+
+
+def match_record(
+    raw: bytes,
+    fmt: str,
+    source: SourceKind | None,
+    ref: EventRef,
+    index: IocIndex,
+    rules: IdentityRules,
+    now_ms: int,
+) -> list[dict[str, Any]]:
+    """Parse, normalise and match one raw record; return its sightings.
+
+    Raises MalformedRecordError when the record cannot be parsed, so the
+    caller can send it to the dead letter.
+    """
+    observation = parse_record(raw, fmt, rules, source)
+    return [build_sighting(observation, hit, ref) for hit in match(observation, index, now_ms)]

@@ -1,0 +1,142 @@
+"""The ``yokoten`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+from detectors.adapters import FORMATS
+from detectors.identity import IdentityRules
+from detectors.index import IocIndex
+from detectors.observation import SourceKind
+from service.config import ConfigError, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def _identity_rules(args: argparse.Namespace) -> IdentityRules:
+    pairs = (part.split("=", 1) for part in (args.domain_map or "").split(",") if "=" in part)
+    return IdentityRules(args.default_domain, {netbios.strip(): dns.strip() for netbios, dns in pairs})
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from service.replay import Replay, load_feeds
+
+    index = IocIndex(subdomains=not args.no_subdomains)
+    replay = Replay(index, _identity_rules(args), args.max_entities)
+    for path in [*args.iocs, *args.files]:
+        if not path.is_file():
+            print(f"yokoten replay: file not found: {path}", file=sys.stderr)
+            return 2
+    load_feeds(args.iocs, index, replay.summary, int(time.time() * 1000))
+    source = SourceKind(args.source) if args.source else None
+    dead_letter = args.dead_letter.open("wb") if args.dead_letter else None
+    try:
+        for path in args.files:
+            replay.run_file(path, args.format, source, sys.stdout.buffer, dead_letter)
+    finally:
+        if dead_letter is not None:
+            dead_letter.close()
+    print(replay.summary.render(), file=sys.stderr)
+    return 0
+
+
+def _run_topics_create(args: argparse.Namespace) -> int:
+    from service.topics import create_topics
+
+    asyncio.run(create_topics(load_settings()))
+    return 0
+
+
+def _run_ioc_push(args: argparse.Namespace) -> int:
+    from service.feed_producer import push_feed
+
+    return asyncio.run(push_feed(load_settings(), args.file, args.format, args.source))
+
+
+def _run_matcher(args: argparse.Namespace) -> int:
+    from service.matcher_worker import run_matcher
+
+    return asyncio.run(run_matcher(load_settings()))
+
+
+def _run_correlator(args: argparse.Namespace) -> int:
+    from service.correlator import run_correlator
+
+    return run_correlator(load_settings())
+
+
+def _run_produce(args: argparse.Namespace) -> int:
+    from service.feed_producer import produce_lines
+
+    return asyncio.run(produce_lines(load_settings(), args.topic, args.files))
+
+
+def _run_alerts(args: argparse.Namespace) -> int:
+    from service.feed_producer import print_alerts
+
+    return asyncio.run(print_alerts(load_settings(), args.timeout, args.expect))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yokoten", description="Lateral-spread IOC sweeps over Kafka event streams.")
+    parser.add_argument("--log-level", default="INFO", help="Python logging level (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    replay = commands.add_parser("replay", help="match event files against IOC feeds without a broker")
+    replay.add_argument("--iocs", action="append", type=Path, default=[], required=True, help="IOC feed file (repeatable)")
+    replay.add_argument("--dead-letter", type=Path, help="write rejected records to this file as JSON lines")
+    replay.add_argument("--format", default="auto", choices=FORMATS, help="record format of every file (default: detect per record)")
+    replay.add_argument("--source", choices=[kind.value for kind in SourceKind], help="source kind of records whose format does not fix it")
+    replay.add_argument("--default-domain", help="DNS suffix for short host names and bare accounts")
+    replay.add_argument("--domain-map", help="NetBIOS=DNS domain pairs, comma-separated")
+    replay.add_argument("--max-entities", type=int, default=1000, help="hosts and users tracked per IOC (default 1000)")
+    replay.add_argument("--no-subdomains", action="store_true", help="domain IOCs match only the exact name")
+    replay.add_argument("files", nargs="+", type=Path, help="event files, one record per line")
+    replay.set_defaults(handler=_run_replay)
+
+    topics = commands.add_parser("topics", help="manage Kafka topics")
+    topic_commands = topics.add_subparsers(dest="topics_command", required=True)
+    topic_commands.add_parser("create", help="create every topic yokoten uses").set_defaults(handler=_run_topics_create)
+
+    ioc = commands.add_parser("ioc", help="manage the IOC feed topic")
+    ioc_commands = ioc.add_subparsers(dest="ioc_command", required=True)
+    push = ioc_commands.add_parser("push", help="produce a feed file to the IOC topic")
+    push.add_argument("file", type=Path, help="feed file (plain list or CSV)")
+    push.add_argument("--format", default="auto", help="feed format: auto, plain or csv")
+    push.add_argument("--source", help="feed name stored on each IOC (default: file name)")
+    push.set_defaults(handler=_run_ioc_push)
+
+    commands.add_parser("matcher", help="run a matcher worker").set_defaults(handler=_run_matcher)
+    commands.add_parser("correlator", help="run the correlator (faust worker)").set_defaults(handler=_run_correlator)
+
+    produce = commands.add_parser("produce", help="produce the lines of files to a topic, one record per line")
+    produce.add_argument("--topic", required=True, help="target topic")
+    produce.add_argument("files", nargs="+", type=Path)
+    produce.set_defaults(handler=_run_produce)
+
+    alerts = commands.add_parser("alerts", help="print alerts from the alerts topic as JSON lines")
+    alerts.add_argument("--timeout", type=float, default=30.0, help="stop after this many seconds without a new alert")
+    alerts.add_argument("--expect", type=int, default=0, help="stop once this many alerts were printed (0: no limit)")
+    alerts.set_defaults(handler=_run_alerts)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.handler(args))
+    except ConfigError as error:
+        print(f"yokoten: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

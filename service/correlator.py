@@ -1,0 +1,141 @@
+"""The correlator: a faust-streaming app that turns sightings into spread alerts.
+
+Sightings are keyed by IOC, so all sightings of one IOC reach the same
+partition and the same ``spread`` table partition, whose changelog topic
+restores the state after a restart or a rebalance. An alert is produced and
+acknowledged before the sighting's offset can be committed; a failed
+produce is retried in place, never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+import orjson
+from aiokafka.errors import KafkaError
+
+from detectors.spread import apply_sighting, build_alert, new_state
+from service import metrics
+from service.config import Settings
+from service.http import start_http_server
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_SECONDS = 30.0
+_REQUIRED = ("ioc", "event", "hosts", "users")
+
+
+def validate_sighting(value: bytes | None) -> dict[str, Any]:
+    """Decode a sighting record; raise ValueError naming what is wrong with it."""
+    if value is None:
+        raise ValueError("sighting has no value")
+    sighting = orjson.loads(value)
+    if not isinstance(sighting, dict):
+        raise ValueError(f"sighting is {type(sighting).__name__}, expected an object")
+    missing = [name for name in _REQUIRED if name not in sighting]
+    if missing:
+        raise ValueError(f"sighting lacks {', '.join(missing)}")
+    event = sighting["event"]
+    if not all(name in event for name in ("topic", "partition", "offset", "source", "stage")):
+        raise ValueError("sighting event lacks topic, partition, offset, source or stage")
+    return sighting
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the faust app with its table, topics and agent."""
+    options = settings.kafka_options()
+    broker = ";".join(f"kafka://{server.strip()}" for server in str(options["bootstrap_servers"]).split(","))
+    app = faust.App(
+        settings.correlator_id,
+        broker=broker,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        web_enabled=False,
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+    )
+    sightings_topic = app.topic(
+        settings.sightings_topic, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
+    )
+    alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
+    dead_letter_topic = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
+    spread = app.Table("spread", default=None, partitions=settings.partitions)
+    state_ready = {"recovered": False}
+
+    async def send_acknowledged(topic: faust.TopicT, key: bytes | None, value: bytes, headers: dict[str, bytes] | None = None) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                future = await topic.send(key=key, value=value, headers=headers)
+                await future
+                return
+            except KafkaError as error:
+                metrics.BATCH_RETRIES.inc()
+                log.warning("Producing to %s failed (%s); retrying in %.1f s", topic.get_topic_name(), error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    @app.agent(sightings_topic)
+    async def correlate(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                sighting = validate_sighting(event.value)
+            except (ValueError, orjson.JSONDecodeError) as error:
+                metrics.RECORDS_REJECTED.labels(source="sightings", reason="sighting").inc()
+                log.warning("Dead-lettering sighting %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
+                headers = {
+                    "yokoten.reason": b"sighting",
+                    "yokoten.error": str(error).encode("utf-8")[:1024],
+                    "yokoten.source.topic": message.topic.encode("utf-8"),
+                    "yokoten.source.partition": str(message.partition).encode("ascii"),
+                    "yokoten.source.offset": str(message.offset).encode("ascii"),
+                }
+                await send_acknowledged(dead_letter_topic, event.key, event.value or b"", headers)
+                continue
+            key = sighting["ioc"]["key"]
+            state = spread.get(key) or new_state()
+            now_ms = int(time.time() * 1000)
+            alert = build_alert(state, now_ms) if apply_sighting(state, sighting, now_ms, settings.max_entities) else None
+            if alert is not None:
+                await send_acknowledged(alerts_topic, alert["yokoten"]["alert_id"].encode("ascii"), orjson.dumps(alert))
+                metrics.ALERTS.labels(severity=alert["yokoten"]["severity"]).inc()
+                log.info(
+                    "Alert %s #%d: %s %s on %d hosts and %d users",
+                    alert["yokoten"]["alert_id"],
+                    alert["yokoten"]["sequence"],
+                    alert["threat"]["indicator"]["type"],
+                    alert["yokoten"]["ioc_key"],
+                    len(alert["related"]["hosts"]),
+                    len(alert["related"]["user"]),
+                )
+            spread[key] = state
+
+    @app.task
+    async def serve_http() -> None:
+        if settings.metrics_port:
+            await start_http_server(settings.metrics_host, settings.metrics_port, lambda: state_ready["recovered"])
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
+        log.info("Correlator assigned %d partitions", len(assigned))
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance_complete(sender: Any, **_: Any) -> None:
+        state_ready["recovered"] = True
+        metrics.READY.set(1)
+
+    return app
+
+
+def run_correlator(settings: Settings) -> int:
+    """Run the correlator worker in the foreground until SIGTERM or SIGINT."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,87 @@
+"""Command-line producers and readers: push an IOC feed, produce log lines, print alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from detectors.feeds import parse_feed
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def push_feed(settings: Settings, path: Path, fmt: str, source: str | None) -> int:
+    """Parse a feed file and produce one record per IOC, keyed ``type:value``.
+
+    Returns 0 when every IOC was acknowledged, 1 when the feed had rejected
+    lines (the good ones are still produced), 2 when the file is unreadable.
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        print(f"yokoten ioc push: cannot read {path}: {error}", file=sys.stderr)
+        return 2
+    result = parse_feed(text, fmt, source=source or path.stem, name=path.name)
+    for error in result.errors:
+        print(f"yokoten ioc push: {path}:{error.line}: rejected ({error.reason}): {error.message}", file=sys.stderr)
+    producer = AIOKafkaProducer(acks="all", **settings.kafka_options())  # type: ignore[arg-type]
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(settings.ioc_topic, key=ioc.key.encode("utf-8"), value=orjson.dumps(ioc.to_record()))
+            for ioc in result.iocs
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    print(f"yokoten ioc push: {len(result.iocs)} IOCs produced to {settings.ioc_topic}, {len(result.errors)} lines rejected", file=sys.stderr)
+    return 1 if result.errors else 0
+
+
+async def produce_lines(settings: Settings, topic: str, paths: list[Path]) -> int:
+    """Produce every non-blank line of ``paths`` to ``topic`` as one record each."""
+    producer = AIOKafkaProducer(acks="all", linger_ms=10, **settings.kafka_options())  # type: ignore[arg-type]
+    await producer.start()
+    count = 0
+    try:
+        for path in paths:
+            with path.open("rb") as handle:
+                for line in handle:
+                    value = line.rstrip(b"\r\n")
+                    if value.strip():
+                        await producer.send(topic, value=value)
+                        count += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    print(f"yokoten produce: {count} records produced to {topic}", file=sys.stderr)
+    return 0
+
+
+async def print_alerts(settings: Settings, idle_timeout: float, expect: int) -> int:
+    """Print alerts from the start of the alerts topic as JSON lines until idle or ``expect`` reached."""
+    consumer = AIOKafkaConsumer(
+        settings.alerts_topic, auto_offset_reset="earliest", enable_auto_commit=False, **settings.kafka_options()  # type: ignore[arg-type]
+    )
+    await consumer.start()
+    printed = 0
+    last_alert = time.monotonic()
+    try:
+        while time.monotonic() - last_alert < idle_timeout and not (expect and printed >= expect):
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    sys.stdout.buffer.write(record.value + b"\n")
+                    printed += 1
+                    last_alert = time.monotonic()
+            sys.stdout.flush()
+    finally:
+        await consumer.stop()
+    return 0

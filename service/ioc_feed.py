@@ -1,0 +1,135 @@
+"""Follows the compacted IOC topic into an in-memory IocIndex.
+
+Every worker reads every partition of the topic from the beginning, without
+a consumer group, so each holds the full IOC set whatever partitions of the
+input topics it owns. ``load`` returns once the end offsets seen at start-up
+are reached; ``follow`` then applies new records as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from detectors.exceptions import FeedError
+from detectors.index import Change, IocIndex
+from detectors.ioc import ioc_from_record
+from service import metrics
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+LOG_EVERY_ERRORS = 100
+
+
+class IocFeed:
+    """The IOC topic reader that keeps ``index`` up to date."""
+
+    def __init__(self, settings: Settings, index: IocIndex) -> None:
+        self.settings = settings
+        self.index = index
+        self.loaded = False
+        self._errors = 0
+        self._newest_ms = 0
+        self._consumer = AIOKafkaConsumer(
+            enable_auto_commit=False, auto_offset_reset="earliest", **settings.kafka_options()  # type: ignore[arg-type]
+        )
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        """Subscribe to every partition of the IOC topic; fail if it does not exist."""
+        await self._consumer.start()
+        if self.settings.ioc_topic not in await self._consumer.topics():
+            await self._consumer.stop()
+            raise RuntimeError(
+                f"IOC topic {self.settings.ioc_topic!r} does not exist; create it with 'yokoten topics create'"
+            )
+        # Without a group_id, subscribe() assigns every partition and, having no
+        # committed offsets, reading starts at the earliest offset.
+        self._consumer.subscribe([self.settings.ioc_topic])
+        deadline = time.monotonic() + timeout_s
+        while not self._consumer.assignment():
+            if time.monotonic() > deadline:
+                await self._consumer.stop()
+                raise RuntimeError(f"no partitions of IOC topic {self.settings.ioc_topic!r} assigned after {timeout_s:.0f} s")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def load(self) -> int:
+        """Read the topic up to the end offsets seen now; return the number of records applied."""
+        started = time.monotonic()
+        assignment = list(self._consumer.assignment())
+        end_offsets = await self._consumer.end_offsets(assignment)
+        applied = 0
+        while await self._behind(end_offsets):
+            applied += await self._poll(timeout_ms=500)
+        self.index.rebuild()
+        self.loaded = True
+        metrics.publish_ioc_counts(self.index.count_by_type())
+        log.info("Loaded %d IOCs from %d records of %s in %.1f s", len(self.index), applied, self.settings.ioc_topic, time.monotonic() - started)
+        return applied
+
+    async def _behind(self, end_offsets: dict[TopicPartition, int]) -> bool:
+        for tp, end in end_offsets.items():
+            if await self._consumer.position(tp) < end:
+                return True
+        return False
+
+    async def follow(self) -> None:
+        """Apply new IOC records until cancelled; expired IOCs are dropped once a minute."""
+        last_expiry = time.monotonic()
+        while True:
+            if await self._poll(timeout_ms=200):
+                metrics.publish_ioc_counts(self.index.count_by_type())
+            if time.monotonic() - last_expiry > 60:
+                expired = self.index.expire()
+                last_expiry = time.monotonic()
+                if expired:
+                    log.info("Dropped %d expired IOCs", len(expired))
+                    metrics.publish_ioc_counts(self.index.count_by_type())
+            await asyncio.sleep(0)
+
+    async def _poll(self, timeout_ms: int) -> int:
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=10_000)
+        applied = 0
+        for records in batches.values():
+            for record in records:
+                self.apply_record(record)
+                applied += 1
+        return applied
+
+    def apply_record(self, record: ConsumerRecord) -> Change:
+        """Apply one topic record: a value adds or updates, a tombstone removes."""
+        if record.timestamp > self._newest_ms:
+            self._newest_ms = record.timestamp
+            metrics.IOC_NEWEST_SECONDS.set(record.timestamp / 1000)
+        if record.value is None:
+            key = record.key.decode("utf-8", errors="replace") if record.key else ""
+            change = self.index.remove(key)
+        else:
+            try:
+                ioc = ioc_from_record(orjson.loads(record.value))
+            except (FeedError, orjson.JSONDecodeError, AttributeError, TypeError) as error:
+                self._count_error(record, error)
+                return Change.IGNORED
+            change = self.index.apply(ioc)
+        metrics.IOC_UPDATES.labels(change=change.value).inc()
+        return change
+
+    def _count_error(self, record: ConsumerRecord, error: Exception) -> None:
+        reason = getattr(error, "reason", "json")
+        metrics.IOC_FEED_ERRORS.labels(reason=reason).inc()
+        self._errors += 1
+        if self._errors <= 10 or self._errors % LOG_EVERY_ERRORS == 0:
+            log.warning(
+                "Ignored IOC record %s[%d]@%d (%d so far): %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                self._errors,
+                error,
+            )

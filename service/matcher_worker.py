@@ -1,0 +1,163 @@
+"""The matcher worker: input topics in, sightings out, in batches.
+
+Delivery is at least once. Input offsets are committed only after every
+sighting and dead-letter record of the batch is acknowledged by the broker;
+when a produce or commit fails, the worker seeks back to the start of the
+batch and processes it again after a backoff, so no record is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from detectors.exceptions import MalformedRecordError
+from detectors.index import IocIndex
+from detectors.matcher import EventRef, match_record
+from service import metrics
+from service.config import InputBinding, Settings
+from service.dead_letter import dead_letter_headers
+from service.http import start_http_server
+from service.ioc_feed import IocFeed
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class MatcherWorker:
+    """One member of the matcher consumer group."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.rules = settings.identity_rules()
+        self.bindings: dict[str, InputBinding] = {binding.topic: binding for binding in settings.input_bindings}
+        self.index = IocIndex(subdomains=settings.subdomains)
+        self.feed = IocFeed(settings, self.index)
+        self.consumer = AIOKafkaConsumer(
+            *self.bindings,
+            group_id=settings.matcher_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.batch_max_records,
+            **settings.kafka_options(),  # type: ignore[arg-type]
+        )
+        self.producer = AIOKafkaProducer(acks="all", linger_ms=5, **settings.kafka_options())  # type: ignore[arg-type]
+        self._stopping = asyncio.Event()
+
+    def is_ready(self) -> bool:
+        return self.feed.loaded and bool(self.consumer.assignment())
+
+    def request_stop(self) -> None:
+        log.info("Stop requested; finishing the current batch")
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Load the IOC set, then match batches until ``request_stop``."""
+        follower: asyncio.Task[None] | None = None
+        try:
+            await self.producer.start()
+            await self.feed.start()
+            await self.feed.load()
+            follower = asyncio.create_task(self.feed.follow(), name="ioc-feed")
+            await self.consumer.start()
+            log.info("Matcher started: group %s, topics %s", self.settings.matcher_group, ", ".join(self.bindings))
+            backoff = 0.5
+            while not self._stopping.is_set():
+                metrics.READY.set(1 if self.is_ready() else 0)
+                batches = await self.consumer.getmany(
+                    timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
+                )
+                if not batches:
+                    continue
+                try:
+                    await self.process_batch(batches)
+                    backoff = 0.5
+                except KafkaError as error:
+                    metrics.BATCH_RETRIES.inc()
+                    log.warning("Batch failed (%s); re-reading it in %.1f s", error, backoff)
+                    for tp, records in batches.items():
+                        self.consumer.seek(tp, records[0].offset)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+            metrics.READY.set(0)
+            await self.consumer.stop()
+            await self.feed.stop()
+            await self.producer.stop()
+            log.info("Matcher stopped")
+
+    async def process_batch(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Match one batch, wait for every produce to be acknowledged, then commit."""
+        started = time.perf_counter()
+        self.index.prepare()
+        now_ms = int(time.time() * 1000)
+        pending: list[Awaitable[Any]] = []
+        for tp, records in batches.items():
+            binding = self.bindings[tp.topic]
+            for record in records:
+                pending.extend(await self._process_record(record, binding, now_ms))
+        if pending:
+            await asyncio.gather(*pending)
+        await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        finished = time.perf_counter()
+        metrics.BATCH_SECONDS.observe(finished - started)
+        newest = max(records[-1].timestamp for records in batches.values())
+        metrics.EVENT_DELAY_SECONDS.observe(max(0.0, time.time() - newest / 1000))
+
+    async def _process_record(self, record: ConsumerRecord, binding: InputBinding, now_ms: int) -> list[Awaitable[Any]]:
+        source = binding.source.value
+        metrics.EVENTS_CONSUMED.labels(source=source).inc()
+        ref = EventRef(record.topic, record.partition, record.offset)
+        try:
+            sightings = match_record(record.value, binding.format, binding.source, ref, self.index, self.rules, now_ms)
+        except MalformedRecordError as error:
+            return [await self._dead_letter(record, binding, error.reason, str(error))]
+        except Exception as error:  # noqa: BLE001 - a bug on one record must not stop the stream
+            log.exception("Internal error on %s[%d]@%d; sending it to the dead letter", record.topic, record.partition, record.offset)
+            return [await self._dead_letter(record, binding, "internal_error", repr(error))]
+        futures = []
+        for sighting in sightings:
+            metrics.MATCHES.labels(ioc_type=sighting["ioc"]["type"], source=source).inc()
+            futures.append(
+                await self.producer.send(
+                    self.settings.sightings_topic, key=sighting["ioc"]["key"].encode("utf-8"), value=orjson.dumps(sighting)
+                )
+            )
+            metrics.SIGHTINGS_PRODUCED.inc()
+        return futures
+
+    async def _dead_letter(self, record: ConsumerRecord, binding: InputBinding, reason: str, message: str) -> Awaitable[Any]:
+        metrics.RECORDS_REJECTED.labels(source=binding.source.value, reason=reason).inc()
+        log.debug("Dead-lettering %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, reason, message)
+        headers = dead_letter_headers(record, reason, message, binding.format)
+        return await self.producer.send(self.settings.dead_letter_topic, key=record.key, value=record.value, headers=headers)
+
+
+async def run_matcher(settings: Settings) -> int:
+    """Run one matcher worker until SIGTERM or SIGINT."""
+    worker = MatcherWorker(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.request_stop)
+    runner = None
+    if settings.metrics_port:
+        runner = await start_http_server(settings.metrics_host, settings.metrics_port, worker.is_ready)
+    try:
+        await worker.run()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+    return 0

@@ -1,0 +1,39 @@
+"""Prometheus metrics. Labels are low-cardinality only: never an IOC value or a host name."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_CONSUMED = Counter("yokoten_events_consumed_total", "Input records consumed by the matcher", ["source"])
+RECORDS_REJECTED = Counter(
+    "yokoten_records_rejected_total", "Records sent to the dead-letter topic", ["source", "reason"]
+)
+MATCHES = Counter("yokoten_matches_total", "IOC matches (one per IOC and event)", ["ioc_type", "source"])
+SIGHTINGS_PRODUCED = Counter("yokoten_sightings_produced_total", "Sightings acknowledged by the broker")
+ALERTS = Counter("yokoten_alerts_total", "Alerts published, first and updated", ["severity"])
+IOCS_LOADED = Gauge("yokoten_iocs_loaded", "Active IOCs held in memory", ["type"])
+IOC_UPDATES = Counter("yokoten_ioc_updates_total", "IOC topic records applied", ["change"])
+IOC_FEED_ERRORS = Counter("yokoten_ioc_feed_errors_total", "IOC topic records that could not be used", ["reason"])
+IOC_NEWEST_SECONDS = Gauge(
+    "yokoten_ioc_newest_record_timestamp_seconds", "Kafka timestamp of the newest IOC topic record applied"
+)
+BATCH_SECONDS = Histogram(
+    "yokoten_batch_duration_seconds",
+    "Time to match one batch and get its sightings acknowledged",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BATCH_RETRIES = Counter("yokoten_batch_retries_total", "Batches re-read after a failed produce or commit")
+EVENT_DELAY_SECONDS = Histogram(
+    "yokoten_event_delay_seconds",
+    "Delay from the Kafka record timestamp to the end of matching",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+READY = Gauge("yokoten_ready", "1 once the IOC set is loaded and partitions are assigned")
+
+
+def publish_ioc_counts(counts: dict[str, int]) -> None:
+    """Set the IOC gauge for every type, zeroing types that are no longer loaded."""
+    from detectors.observables import ObservableType
+
+    for kind in ObservableType:
+        IOCS_LOADED.labels(type=kind.value).set(counts.get(kind.value, 0))
