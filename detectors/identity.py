@@ -18,8 +18,11 @@ from detectors.observables import (
 )
 
 # Built-in Windows principals: not persons, so never a user entity.
-_SERVICE_DOMAINS = frozenset({"nt authority", "nt service", "window manager", "font driver host"})
-_SERVICE_USERS = frozenset({"system", "local service", "network service", "anonymous logon", "dwm-1", "dwm-2"})
+# Event 7045 names the service account "LocalSystem", and IIS runs pools as "IIS APPPOOL\<pool>".
+_SERVICE_DOMAINS = frozenset({"nt authority", "nt service", "window manager", "font driver host", "iis apppool"})
+_SERVICE_USERS = frozenset(
+    {"system", "localsystem", "local service", "network service", "anonymous logon", "dwm-1", "dwm-2"}
+)
 
 
 @dataclass(frozen=True)

@@ -268,7 +268,7 @@ class IocIndex:
                 start = end - len(word) + 1
                 for key in keys:
                     ioc = self._by_key[key]
-                    if ioc.is_active(now_ms) and _on_boundary(lowered, start, end, ioc.type):
+                    if ioc.is_active(now_ms) and _on_boundary(lowered, start, end, ioc.type, self.subdomains):
                         yield ioc
 
 
@@ -278,14 +278,19 @@ def _network_of(ioc: Ioc) -> ipaddress.IPv4Network | ipaddress.IPv6Network | Non
     return ipaddress.ip_network(ioc.value)
 
 
-def _on_boundary(text: str, start: int, end: int, kind: ObservableType) -> bool:
-    """Check that text[start:end + 1] is a whole token for an IOC of ``kind``."""
+def _on_boundary(text: str, start: int, end: int, kind: ObservableType, subdomains: bool) -> bool:
+    """Check that text[start:end + 1] is a whole token for an IOC of ``kind``.
+
+    A dot before the hit makes it a subdomain: allowed only for a domain IOC
+    when ``subdomains`` is on, as in ``IocIndex.lookup``. A URL IOC names one
+    host, so ``sub.bad.example.net/dl`` is not ``bad.example.net/dl``.
+    """
     before = text[start - 1] if start > 0 else ""
     after = text[end + 1] if end + 1 < len(text) else ""
     after_next = text[end + 2] if end + 2 < len(text) else ""
     if before in _WORD:
         return False
-    if before == "." and kind not in (ObservableType.DOMAIN, ObservableType.URL):
+    if before == "." and not (kind is ObservableType.DOMAIN and subdomains):
         return False
     if kind is ObservableType.EMAIL and before in ("+", "%", "."):
         return False

@@ -21,6 +21,9 @@ from detectors.observables import (
 from detectors.timestamps import format_timestamp, parse_timestamp
 
 SEVERITIES = ("low", "medium", "high", "critical")
+# A /8 holds 16.7 million IPv4 addresses; anything broader is a feed error, not an indicator.
+MIN_IPV4_PREFIX = 8
+MIN_IPV6_PREFIX = 16
 
 # Feed type names in common use, mapped to the internal observable type.
 # None means "infer from the value" (plain "ip" or "hash" columns).
@@ -112,19 +115,34 @@ def resolve_type(type_name: str | None, raw_value: str) -> tuple[ObservableType,
     value = refang(raw_value)
     alias = type_name.strip().lower() if isinstance(type_name, str) and type_name.strip() else None
     if alias is not None and alias not in TYPE_ALIASES:
-        raise FeedError(f"unknown IOC type {type_name!r} for value {raw_value!r}; use one of {', '.join(t.value for t in ObservableType)}", reason="type")
+        raise FeedError(f"unknown IOC type {type_name!r} for value {raw_value[:200]!r}; use one of {', '.join(t.value for t in ObservableType)}", reason="type")
     kind = TYPE_ALIASES.get(alias) if alias else None
     if kind is None:
         detected = detect_type(value)
         if detected is None:
-            raise FeedError(f"cannot recognise the type of IOC value {raw_value!r}", reason="value")
+            raise FeedError(f"cannot recognise the type of IOC value {raw_value[:200]!r}", reason="value")
         if alias in ("hash", "file") and detected[0] not in HASH_TYPES:
-            raise FeedError(f"IOC value {raw_value!r} of type {alias!r} is not a hex digest", reason="value")
+            raise FeedError(f"IOC value {raw_value[:200]!r} of type {alias!r} is not a hex digest", reason="value")
+        if alias in ("ip", "ip-dst", "ip-src", "cidr") and detected[0] not in (ObservableType.IPV4, ObservableType.IPV6):
+            raise FeedError(f"IOC value {raw_value[:200]!r} of type {alias!r} is not an IP address or CIDR", reason="value")
+        _check_prefix(detected)
         return detected
     canonical = normalize(kind, value)
     if canonical is None:
-        raise FeedError(f"IOC value {raw_value!r} is not a valid {kind.value}", reason="value")
+        raise FeedError(f"IOC value {raw_value[:200]!r} is not a valid {kind.value}", reason="value")
+    _check_prefix((kind, canonical))
     return kind, canonical
+
+
+def _check_prefix(resolved: tuple[ObservableType, str]) -> None:
+    """Reject CIDR IOCs so broad that they would match a large part of all traffic."""
+    kind, value = resolved
+    if kind not in (ObservableType.IPV4, ObservableType.IPV6) or "/" not in value:
+        return
+    prefix = int(value.rsplit("/", 1)[1])
+    minimum = MIN_IPV4_PREFIX if kind is ObservableType.IPV4 else MIN_IPV6_PREFIX
+    if prefix < minimum:
+        raise FeedError(f"CIDR IOC {value} is broader than /{minimum}; list narrower ranges", reason="value")
 
 
 def _confidence(value: object) -> int | None:

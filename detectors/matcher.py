@@ -41,6 +41,19 @@ def match(observation: Observation, index: IocIndex, now_ms: int) -> list[Match]
     return list(found.values())
 
 
+def _same_account(identity: str, ioc_value: str) -> bool:
+    """Return True when a user entity is the IOC's own account.
+
+    ``pgustavo@theshire.local`` (mapped through the NetBIOS map) is the same
+    account as the IOC ``pgustavo@theshire`` (``THESHIRE\\pgustavo`` unmapped).
+    """
+    if identity == ioc_value:
+        return True
+    user, _, domain = identity.partition("@")
+    ioc_user, _, ioc_domain = ioc_value.partition("@")
+    return user == ioc_user and bool(ioc_domain) and "." not in ioc_domain and domain.split(".", 1)[0] == ioc_domain
+
+
 def build_sighting(observation: Observation, hit: Match, ref: EventRef, *, retro: bool = False) -> dict[str, Any]:
     """Return the sighting record published to the sightings topic, keyed by IOC.
 
@@ -49,7 +62,7 @@ def build_sighting(observation: Observation, hit: Match, ref: EventRef, *, retro
     """
     ioc = hit.ioc
     hosts = [host for host in observation.hosts if host != ioc.value]
-    users = [user for user in observation.users if user != ioc.value]
+    users = [user for user in observation.users if not _same_account(user, ioc.value)]
     return {
         "ioc": {
             "key": ioc.key,

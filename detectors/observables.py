@@ -77,6 +77,10 @@ _DEFANG_TOKENS = (
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+# Unquoted local part: no whitespace and none of the RFC 5322 specials, so a
+# list separator or a second "@" marks text that holds more than one address.
+_LOCAL_PART = re.compile(r'[^\s"(),:;<>@\[\\\]]{1,64}')
+_HOST_PORT = re.compile(r"(?P<host>[^:/]+):\d{1,5}")
 
 
 def threat_indicator_type(kind: ObservableType) -> str:
@@ -140,7 +144,9 @@ def normalize_ip(value: str) -> tuple[ObservableType, str] | None:
             return None
         text = text[1:end]
     elif text.count(":") == 1:
-        text = text.split(":", 1)[0]
+        text, port = text.split(":", 1)
+        if not port.isdigit() or len(port) > 5 or int(port) > 65535:
+            return None
     text = text.split("%", 1)[0]
     try:
         address = ipaddress.ip_address(text)
@@ -163,6 +169,10 @@ def normalize_cidr(value: str) -> tuple[ObservableType, str] | None:
         return None
     if isinstance(network, ipaddress.IPv4Network):
         return ObservableType.IPV4, str(network)
+    mapped = network.network_address.ipv4_mapped
+    if mapped is not None and network.prefixlen >= 96:
+        # normalize_ip turns ::ffff:a.b.c.d into a.b.c.d, so the block must be IPv4 too or it never matches.
+        return ObservableType.IPV4, str(ipaddress.IPv4Network((mapped, network.prefixlen - 96)))
     return ObservableType.IPV6, str(network)
 
 
@@ -242,7 +252,7 @@ def parse_url(value: str) -> CanonicalUrl | None:
     text = value.strip()
     if not text or len(text) > 65536 or is_placeholder(text):
         return None
-    if "://" not in text[:16]:
+    if "://" not in text[:16] and not text.startswith("//"):
         text = "//" + text
     try:
         parts = urlsplit(text)
@@ -293,12 +303,47 @@ def normalize_email(value: str) -> str | None:
     if text.lower().startswith("mailto:"):
         text = text[7:]
     local, sep, domain = text.rpartition("@")
-    if not sep or not local or " " in local or len(local) > 64:
+    if not sep or not _LOCAL_PART.fullmatch(local):
         return None
     canonical_domain = normalize_domain(domain)
     if canonical_domain is None:
         return None
     return f"{local.lower()}@{canonical_domain}"
+
+
+def split_addresses(value: str) -> list[str]:
+    """Split an address list such as ``a@x.example;"Smith, Bob" <b@x.example>``.
+
+    Commas and semicolons separate addresses (Outlook writes ``;``) except
+    inside double quotes or angle brackets, so a display name may contain
+    either. Empty entries are dropped. ``email.utils.getaddresses`` is not
+    used because on Python 3.11 it returns an extra empty entry for a ``;``.
+    """
+    if not isinstance(value, str):
+        return []
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    angle = False
+    escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"' and not angle:
+            quoted = not quoted
+        elif char == "<" and not quoted:
+            angle = True
+        elif char == ">" and not quoted:
+            angle = False
+        elif char in ",;" and not quoted and not angle:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [part.strip() for part in parts if part.strip()]
 
 
 def identity_of_email(address: str) -> str:
@@ -342,7 +387,9 @@ def detect_type(value: str) -> tuple[ObservableType, str] | None:
     if "@" in text:
         email = normalize_email(text)
         return (ObservableType.EMAIL, email) if email else None
-    domain = normalize_domain(text)
+    # A feed line "host:port" names the host, as "ip:port" above names the IP.
+    host_port = _HOST_PORT.fullmatch(text)
+    domain = normalize_domain(host_port.group("host") if host_port else text)
     return (ObservableType.DOMAIN, domain) if domain else None
 
 
@@ -385,5 +432,10 @@ def normalize_account(value: str, domain_map: dict[str, str] | None = None, defa
         return f"{user}@{mapped}" if mapped else user
     if "@" in text:
         user, _, domain = text.rpartition("@")
-        return f"{user}@{domain.rstrip('.')}" if user else None
+        if not user:
+            return None
+        domain = domain.rstrip(".")
+        if domain:
+            return f"{user}@{domain}"
+        text = user
     return f"{text}@{default_domain.lower()}" if default_domain else text

@@ -29,9 +29,18 @@ MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 
 def _decode_json(raw: bytes) -> dict[str, Any]:
+    """Decode one JSON object; the reason tells bad bytes, a cut-off record and bad syntax apart."""
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as decode_error:
+            raise MalformedRecordError(f"record is not UTF-8 text: {decode_error}", reason="encoding") from None
+        if error.pos >= len(raw.rstrip()):
+            raise MalformedRecordError(
+                f"JSON record of {len(raw)} bytes ends before the document is complete: {error}", reason="truncated"
+            ) from None
         raise MalformedRecordError(f"invalid JSON: {error}", reason="json") from None
     if not isinstance(document, dict):
         raise MalformedRecordError(
@@ -75,7 +84,7 @@ def parse_record(raw: bytes, fmt: str, rules: IdentityRules, source: SourceKind 
     stripped = raw.lstrip()
     if not stripped:
         raise MalformedRecordError("record is empty", reason="empty")
-    if fmt == squid.FORMAT or (fmt == "auto" and not stripped.startswith(b"{")):
+    if fmt == squid.FORMAT or (fmt == "auto" and not stripped.startswith((b"{", b"["))):
         text = _decode_text(raw)
         if fmt == "auto" and not squid.is_squid_line(text):
             raise MalformedRecordError(

@@ -7,7 +7,7 @@ from typing import Any
 from detectors.adapters.fields import emit
 from detectors.exceptions import MalformedRecordError
 from detectors.identity import IdentityRules
-from detectors.observables import ObservableType, is_placeholder
+from detectors.observables import ObservableType, is_placeholder, split_addresses
 from detectors.observation import Observation, SourceKind, Stage
 from detectors.timestamps import parse_timestamp
 
@@ -79,6 +79,38 @@ def _strings(flat: dict[str, list[Any]], name: str) -> list[str]:
     return [value for value in flat.get(name, []) if isinstance(value, str) and not is_placeholder(value)]
 
 
+def _addresses(flat: dict[str, list[Any]], name: str) -> list[str]:
+    """Return the addresses of an e-mail field, splitting values such as ``a@x.example;b@x.example``."""
+    return [address for value in _strings(flat, name) for address in split_addresses(value)]
+
+
+def _accounts(flat: dict[str, list[Any]], rules: IdentityRules) -> list[str]:
+    """Return the person identities of ``user.name``, qualified by ``user.domain`` when it is given."""
+    domains = _strings(flat, "user.domain")
+    users = []
+    for name in _strings(flat, "user.name"):
+        account = f"{domains[0]}\\{name}" if domains and "\\" not in name and "@" not in name else name
+        user = rules.user(account)
+        if user is not None and user not in users:
+            users.append(user)
+    return users
+
+
+def _url_from_parts(flat: dict[str, list[Any]]) -> str | None:
+    """Assemble ``domain[:port]/path[?query]`` from ``url.domain`` and its sibling fields."""
+    domains = _strings(flat, "url.domain")
+    if not domains:
+        return None
+    ports = [value for value in flat.get("url.port", []) if isinstance(value, (int, str)) and str(value).isdigit()]
+    paths = _strings(flat, "url.path")
+    queries = _strings(flat, "url.query")
+    host = f"[{domains[0]}]" if ":" in domains[0] else domains[0]
+    netloc = f"{host}:{ports[0]}" if ports else host
+    path = "/" + paths[0].lstrip("/") if paths else "/"
+    query = f"?{queries[0]}" if queries else ""
+    return netloc + path + query
+
+
 def _add_entities(flat: dict[str, list[Any]], source: SourceKind, rules: IdentityRules, observation: Observation) -> None:
     hosts = _strings(flat, "host.name") or _strings(flat, "host.hostname")
     if source is SourceKind.PROXY and not hosts:
@@ -87,15 +119,12 @@ def _add_entities(flat: dict[str, list[Any]], source: SourceKind, rules: Identit
         canonical = rules.host(host)
         if canonical is not None and canonical not in observation.hosts:
             observation.hosts.append(canonical)
-    domains = _strings(flat, "user.domain")
-    for name in _strings(flat, "user.name"):
-        account = f"{domains[0]}\\{name}" if domains and "\\" not in name and "@" not in name else name
-        user = rules.user(account)
-        if user is not None and user not in observation.users:
+    for user in _accounts(flat, rules):
+        if user not in observation.users:
             observation.users.append(user)
     if source is SourceKind.MAIL:
         for field in _RECIPIENT_FIELDS:
-            for address in _strings(flat, field):
+            for address in _addresses(flat, field):
                 mailbox = rules.mailbox(address)
                 if mailbox is not None and mailbox not in observation.users:
                     observation.users.append(mailbox)
@@ -137,12 +166,15 @@ def adapt(document: dict[str, Any], rules: IdentityRules, default_source: Source
     for field in _URL_FIELDS:
         for value in _strings(flat, field):
             emit(observation, ObservableType.URL, value, field)
+    if not any(_strings(flat, field) for field in _URL_FIELDS):
+        # Proxies that log the host and the path apart still match URL IOCs on the same key.
+        emit(observation, ObservableType.URL, _url_from_parts(flat), "url.full")
     for field in _EMAIL_SENDER_FIELDS:
-        for value in _strings(flat, field):
+        for value in _addresses(flat, field):
             emit(observation, ObservableType.EMAIL, value, field)
     if source is not SourceKind.MAIL:
-        for value in _strings(flat, "user.name"):
-            emit(observation, ObservableType.USER, rules.user(value) or "", "user.name")
+        for user in _accounts(flat, rules):
+            emit(observation, ObservableType.USER, user, "user.name")
     for field in _TEXT_FIELDS:
         for value in _strings(flat, field):
             observation.free_text.append((field, value))

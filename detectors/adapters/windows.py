@@ -16,7 +16,7 @@ from typing import Any
 from detectors.adapters.fields import emit
 from detectors.exceptions import MalformedRecordError
 from detectors.identity import IdentityRules
-from detectors.observables import ObservableType, is_placeholder
+from detectors.observables import ObservableType, is_placeholder, normalize_account, normalize_hash
 from detectors.observation import Observable, Observation, SourceKind, Stage
 from detectors.timestamps import parse_timestamp
 
@@ -94,8 +94,9 @@ def _timestamp(fields: dict[str, Any]) -> int | None:
 def parse_hashes(value: object) -> list[tuple[ObservableType, str]]:
     """Split Sysmon's ``ALGO=hex,ALGO=hex`` field in any order, case or spacing.
 
-    ``-`` or an empty value gives no hashes. Unknown algorithm names are
-    skipped. A non-string value raises MalformedRecordError.
+    ``-`` or an empty value gives no hashes. Unknown algorithm names and
+    digests that are not hex of the algorithm's length are skipped. A
+    non-string value raises MalformedRecordError.
     """
     if value is None:
         return []
@@ -107,23 +108,32 @@ def parse_hashes(value: object) -> list[tuple[ObservableType, str]]:
         kind = _HASH_NAMES.get(name.strip().lower().replace("-", "")) if sep else None
         if kind is None:
             continue
-        digest = digest.strip().lower()
-        if len(digest) == 32 or len(digest) == 40 or len(digest) == 64 or len(digest) == 128:
-            found.append((kind, digest))
+        checked = normalize_hash(digest, kind)
+        if checked is not None:
+            found.append(checked)
     return found
 
 
-def _direction_fields(event_id: str, fields: dict[str, Any]) -> tuple[str | None, str | None]:
-    """Return (remote IP field, remote host-name field) of a network event."""
+def _remote_fields(event_id: str, fields: dict[str, Any]) -> list[tuple[str, str, ObservableType | None]]:
+    """Return (event field, ECS field, kind) of each side of a network event that may be the remote end.
+
+    An outbound Sysmon 3 has the remote end in Destination*. For an inbound
+    one (``Initiated`` false) Sysmon versions disagree: some write the remote
+    end in Source*, others keep the local end there, so both sides are read.
+    """
     if event_id == "3":
-        initiated = str(fields.get("Initiated", "true")).lower()
-        if initiated == "false":
-            return "SourceIp", "SourceHostname"
-        return "DestinationIp", "DestinationHostname"
+        destination = [
+            ("DestinationIp", "destination.ip", None),
+            ("DestinationHostname", "destination.domain", ObservableType.DOMAIN),
+        ]
+        if str(fields.get("Initiated", "true")).lower() != "false":
+            return destination
+        source = [("SourceIp", "source.ip", None), ("SourceHostname", "source.domain", ObservableType.DOMAIN)]
+        return source + destination
     if event_id == "5156":
         inbound = str(fields.get("Direction", "")) in ("%%14592", "Inbound")
-        return ("SourceAddress", None) if inbound else ("DestAddress", None)
-    return None, None
+        return [("SourceAddress", "source.ip", None)] if inbound else [("DestAddress", "destination.ip", None)]
+    return []
 
 
 def _add_users(fields: dict[str, Any], rules: IdentityRules, observation: Observation) -> None:
@@ -148,6 +158,11 @@ def _add_users(fields: dict[str, Any], rules: IdentityRules, observation: Observ
         if identity not in observation.users:
             observation.users.append(identity)
         observation.observables.append(Observable(ObservableType.USER, identity, field_name))
+        # A feed normalises DOMAIN\user without the NetBIOS-to-DNS map, so the
+        # unmapped form is looked up too.
+        unmapped = normalize_account(account)
+        if unmapped is not None and unmapped != identity:
+            observation.observables.append(Observable(ObservableType.USER, unmapped, field_name))
 
 
 def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
@@ -180,11 +195,8 @@ def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
         text = fields.get(name)
         if isinstance(text, str) and not is_placeholder(text):
             observation.free_text.append((_ECS_TEXT_FIELD[name], text))
-    ip_field, host_field = _direction_fields(event_id, fields)
-    if ip_field:
-        emit(observation, None, fields.get(ip_field), "destination.ip", ip_only=True)
-    if host_field:
-        emit(observation, ObservableType.DOMAIN, fields.get(host_field), "destination.domain")
+    for name, ecs_field, kind in _remote_fields(event_id, fields):
+        emit(observation, kind, fields.get(name), ecs_field, ip_only=kind is None)
     if event_id == "22":
         emit(observation, ObservableType.DOMAIN, fields.get("QueryName"), "dns.question.name")
         results = fields.get("QueryResults")

@@ -5,7 +5,7 @@ name   input
 =====  =============================================================
 plain  one indicator per line, ``#`` and ``//`` comment lines
 csv    a header row (plain or as the last ``#`` comment line), then rows
-auto   csv when the header or the quoted rows say so, else plain
+auto   csv when a header names a value column or the rows are quoted
 =====  =============================================================
 
 The parsers take text or an iterable of lines and never open files, so the
@@ -23,9 +23,9 @@ from detectors.ioc import Ioc
 
 FEED_FORMATS = ("auto", "plain", "csv")
 
-# Longest value that any normaliser in detectors.observables accepts (parse_url's limit).
+# Maximum value length that any normaliser in detectors.observables accepts (the limit of parse_url).
 MAX_VALUE_LENGTH = 65536
-# Error messages quote the bad value; this keeps a 1 MB junk line out of the logs.
+# Error messages quote the bad value, so they are cut to keep a 1 MB junk line out of the logs.
 MAX_MESSAGE_LENGTH = 400
 # detect_feed_format gives up looking for the header after this many comment or blank lines.
 MAX_DETECT_LINES = 1000
@@ -37,7 +37,7 @@ class FeedRecordError:
 
     ``line`` is the 1-based physical line number where the record starts, or
     0 when the error concerns the whole input (wrong type, unknown format).
-    ``reason`` is a short, stable class for metrics; ``message`` names the value.
+    ``reason`` is a short, stable class for metrics, and ``message`` names the value.
     """
 
     line: int
@@ -68,7 +68,7 @@ def shorten(value: str, limit: int = 80) -> str:
 
 
 def build_result(iocs: Iterable[Ioc], errors: list[FeedRecordError], skipped: int) -> FeedResult:
-    """Deduplicate IOCs by topic key; the last record of a key wins, at its first position.
+    """Deduplicate IOCs by topic key. The last record of a key wins, at the position of the first.
 
     The topic is compacted by the same key, so publishing the duplicates would
     only let the earlier metadata flicker through before the last one wins.
@@ -105,14 +105,18 @@ def split_lines(lines: str | Iterable[str]) -> tuple[list[str], list[FeedRecordE
     if isinstance(lines, str):
         return list(iter_lines(lines)), []
     if isinstance(lines, (bytes, bytearray)) or not isinstance(lines, Iterable):
-        message = f"feed input is {type(lines).__name__}; pass str text or an iterable of str lines (decode files as UTF-8 first)"
+        message = (
+            f"feed input is {type(lines).__name__}; pass str text or an iterable of str lines "
+            "(decode files as UTF-8 first)"
+        )
         return [], [record_error(0, "input", message)]
     result: list[str] = []
     errors: list[FeedRecordError] = []
     try:
         for number, item in enumerate(lines, start=1):
             if not isinstance(item, str):
-                errors.append(record_error(number, "input", f"line {number} is {type(item).__name__}, not str; decode it first"))
+                message = f"line {number} is {type(item).__name__}, not str; decode it first"
+                errors.append(record_error(number, "input", message))
                 item = ""
             if number == 1:
                 item = item.removeprefix("\ufeff")
@@ -126,9 +130,10 @@ def split_lines(lines: str | Iterable[str]) -> tuple[list[str], list[FeedRecordE
 def parse_feed(text: str, fmt: str = "auto", *, source: str | None = None, name: str = "<feed>") -> FeedResult:
     """Parse feed text in ``fmt`` (one of FEED_FORMATS); ``auto`` calls detect_feed_format.
 
-    ``source`` names the feed on every IOC (a CSV ``source`` column overrides
-    it per row); ``name`` is the file name used when ``source`` is not given.
-    Never raises: a wrong input type or format comes back as an error on line 0.
+    ``source`` names the feed on every IOC, and a CSV ``source`` column
+    overrides it per row. ``name`` is the file name, used when ``source`` is
+    not given. A wrong input type or format is returned as an error on line 0
+    instead of raised, and so is every bad line (on its own line number).
     """
     if not isinstance(text, str):
         message = f"feed {name} is {type(text).__name__}, not str; decode the file as UTF-8 before parsing"

@@ -14,7 +14,15 @@ import re
 from collections.abc import Iterable
 
 from detectors.exceptions import FeedError
-from detectors.feeds import MAX_VALUE_LENGTH, FeedRecordError, FeedResult, build_result, record_error, shorten, split_lines
+from detectors.feeds import (
+    MAX_VALUE_LENGTH,
+    FeedRecordError,
+    FeedResult,
+    build_result,
+    record_error,
+    shorten,
+    split_lines,
+)
 from detectors.ioc import Ioc, resolve_type
 
 COMMENT_PREFIXES = ("#", "//")
@@ -33,7 +41,7 @@ def indicator_text(line: str) -> str | None:
 
 
 def ioc_from_line(text: str, source: str) -> Ioc:
-    """Build an Ioc from one indicator; raise FeedError naming the value when it is not one.
+    """Build an Ioc from one indicator, or raise FeedError naming the value when it is not one.
 
     The value as written is kept in ``context["raw_value"]`` when it differs
     from the canonical value, so analysts still see a URL's scheme and fragment.
@@ -52,8 +60,9 @@ def ioc_from_line(text: str, source: str) -> Ioc:
 def parse_plain(lines: str | Iterable[str], *, source: str | None = None, name: str = "<feed>") -> FeedResult:
     """Parse a plain indicator list given as text or as an iterable of lines.
 
-    ``source`` names the feed on every IOC and defaults to ``name``. Never
-    raises; each line that is not an indicator becomes one FeedRecordError.
+    ``source`` names the feed on every IOC and defaults to ``name``. Errors
+    are returned, not raised: each line that is not an indicator becomes one
+    FeedRecordError, and an unexpected exception costs only its own line.
     """
     physical, errors = split_lines(lines)
     feed_source = str(source or name)
@@ -68,7 +77,7 @@ def parse_plain(lines: str | Iterable[str], *, source: str | None = None, name: 
             iocs.append(ioc_from_line(text, feed_source))
         except FeedError as error:
             errors.append(record_error(number, error.reason, str(error)))
-        except Exception as error:  # A normaliser bug must cost one line, not the feed; the type names the bug.
+        except Exception as error:  # A normaliser bug costs one line, not the feed. The message names it.
             errors.append(_unexpected(number, text, error))
     errors.sort(key=lambda error: error.line)
     return build_result(iocs, errors, skipped)
