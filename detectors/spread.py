@@ -159,7 +159,7 @@ def build_alert(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
             "sightings": state["refs"],
         },
     }
-    if kind is ObservableType.IPV4 or kind is ObservableType.IPV6:
+    if (kind is ObservableType.IPV4 or kind is ObservableType.IPV6) and "/" not in ioc["value"]:
         alert["related"]["ip"] = [ioc["value"]]
     if kind in HASH_TYPES:
         alert["related"]["hash"] = [ioc["value"]]

@@ -145,8 +145,11 @@ def _add_users(fields: dict[str, Any], rules: IdentityRules, observation: Observ
         name = fields.get(f"{prefix}UserName")
         if isinstance(name, str) and not is_placeholder(name):
             domain = fields.get(f"{prefix}DomainName")
-            account = f"{domain}\\{name}" if isinstance(domain, str) and not is_placeholder(domain) else name
-            accounts.append(("user.target.name" if prefix == "Target" else "user.name", account))
+            # Kerberos events (4768, 4769) write a UPN such as "alice@EXAMPLE.COM", already qualified.
+            qualified = "@" in name or "\\" in name
+            if isinstance(domain, str) and not is_placeholder(domain) and not qualified:
+                name = f"{domain}\\{name}"
+            accounts.append(("user.target.name" if prefix == "Target" else "user.name", name))
     if not accounts and fields.get("Channel") == "System" and isinstance(fields.get("AccountName"), str):
         domain = fields.get("Domain")
         account = fields["AccountName"]
