@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from detectors.identity import IdentityRules
 from detectors.index import IocIndex
 from detectors.observation import SourceKind
 from service.config import ConfigError, load_settings
+from service.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,13 @@ def _run_alerts(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yokoten", description="Lateral-spread IOC sweeps over Kafka event streams.")
-    parser.add_argument("--log-level", default="INFO", help="Python logging level (default INFO)")
+    parser.add_argument("--log-level", default=os.environ.get("YOKOTEN_LOG_LEVEL", "INFO"), help="Python logging level (default INFO, or YOKOTEN_LOG_LEVEL)")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("YOKOTEN_LOG_FORMAT", "text"),
+        help="log lines as plain text or JSON objects (default text, or YOKOTEN_LOG_FORMAT)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     replay = commands.add_parser("replay", help="match event files against IOC feeds without a broker")
@@ -128,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(args.log_level, args.log_format)
     try:
         return int(args.handler(args))
     except ConfigError as error:

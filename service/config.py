@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     sasl_username: str | None = Field(None, description="SASL user name")
     sasl_password: SecretStr | None = Field(None, description="SASL password; never logged")
     log_level: str = Field("INFO", description="Python logging level")
+    log_format: str = Field("text", pattern="^(text|json)$", description="Log lines as plain text or JSON objects")
+    shutdown_timeout_s: float = Field(30.0, gt=0, description="Longest wait for the current batch on SIGTERM, in seconds")
 
     @field_validator("inputs")
     @classmethod

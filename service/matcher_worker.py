@@ -28,6 +28,7 @@ from service.config import InputBinding, Settings
 from service.dead_letter import dead_letter_headers
 from service.http import start_http_server
 from service.ioc_feed import IocFeed
+from service.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
@@ -52,6 +53,7 @@ class MatcherWorker:
         )
         self.producer = AIOKafkaProducer(acks="all", linger_ms=5, **settings.kafka_options())  # type: ignore[arg-type]
         self._stopping = asyncio.Event()
+        self._rejections = RateLimitedLog(log)
 
     def is_ready(self) -> bool:
         return self.feed.loaded and bool(self.consumer.assignment())
@@ -116,6 +118,14 @@ class MatcherWorker:
         metrics.BATCH_SECONDS.observe(finished - started)
         newest = max(records[-1].timestamp for records in batches.values())
         metrics.EVENT_DELAY_SECONDS.observe(max(0.0, time.time() - newest / 1000))
+        self._publish_lag(batches)
+
+    def _publish_lag(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        for tp, records in batches.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(0, highwater - (records[-1].offset + 1))
+                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
     async def _process_record(self, record: ConsumerRecord, binding: InputBinding, now_ms: int) -> list[Awaitable[Any]]:
         source = binding.source.value
@@ -141,22 +151,37 @@ class MatcherWorker:
 
     async def _dead_letter(self, record: ConsumerRecord, binding: InputBinding, reason: str, message: str) -> Awaitable[Any]:
         metrics.RECORDS_REJECTED.labels(source=binding.source.value, reason=reason).inc()
-        log.debug("Dead-lettering %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, reason, message)
+        self._rejections.warning(
+            reason, "Dead-lettering %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, reason, message[:300]
+        )
         headers = dead_letter_headers(record, reason, message, binding.format)
         return await self.producer.send(self.settings.dead_letter_topic, key=record.key, value=record.value, headers=headers)
 
 
 async def run_matcher(settings: Settings) -> int:
-    """Run one matcher worker until SIGTERM or SIGINT."""
+    """Run one matcher worker until SIGTERM or SIGINT.
+
+    A stop request lets the current batch finish and commit; after
+    ``shutdown_timeout_s`` the batch is abandoned uncommitted, so its records
+    are matched again by the next owner of the partitions.
+    """
     worker = MatcherWorker(settings)
     loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(worker.run())
+
+    def stop() -> None:
+        worker.request_stop()
+        loop.call_later(settings.shutdown_timeout_s, task.cancel)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, worker.request_stop)
+        loop.add_signal_handler(signum, stop)
     runner = None
     if settings.metrics_port:
         runner = await start_http_server(settings.metrics_host, settings.metrics_port, worker.is_ready)
     try:
-        await worker.run()
+        await task
+    except asyncio.CancelledError:
+        log.warning("Matcher did not stop within %.0f s; the last batch stays uncommitted", settings.shutdown_timeout_s)
     finally:
         if runner is not None:
             await runner.cleanup()

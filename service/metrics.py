@@ -28,6 +28,9 @@ EVENT_DELAY_SECONDS = Histogram(
     "Delay from the Kafka record timestamp to the end of matching",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+CONSUMER_LAG = Gauge(
+    "yokoten_consumer_lag", "Records between the matcher position and the partition end", ["topic", "partition"]
+)
 READY = Gauge("yokoten_ready", "1 once the IOC set is loaded and partitions are assigned")
 
 
