@@ -281,9 +281,9 @@ def _network_of(ioc: Ioc) -> ipaddress.IPv4Network | ipaddress.IPv6Network | Non
 def _on_boundary(text: str, start: int, end: int, kind: ObservableType, subdomains: bool) -> bool:
     """Check that text[start:end + 1] is a whole token for an IOC of ``kind``.
 
-    A dot before the hit makes it a subdomain: allowed only for a domain IOC
-    when ``subdomains`` is on, as in ``IocIndex.lookup``. A URL IOC names one
-    host, so ``sub.bad.example.net/dl`` is not ``bad.example.net/dl``.
+    A dot before the hit makes it a subdomain, which counts only for a domain
+    IOC when ``subdomains`` is on, as in ``IocIndex.lookup``. A URL IOC names
+    one host, so ``sub.bad.example.net/dl`` is not ``bad.example.net/dl``.
     """
     before = text[start - 1] if start > 0 else ""
     after = text[end + 1] if end + 1 < len(text) else ""

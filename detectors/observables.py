@@ -78,7 +78,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 # Unquoted local part: no whitespace and none of the RFC 5322 specials, so a
-# list separator or a second "@" marks text that holds more than one address.
+# list separator or a second "@" marks text that contains more than one address.
 _LOCAL_PART = re.compile(r'[^\s"(),:;<>@\[\\\]]{1,64}')
 _HOST_PORT = re.compile(r"(?P<host>[^:/]+):\d{1,5}")
 

@@ -29,7 +29,11 @@ MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 
 def _decode_json(raw: bytes) -> dict[str, Any]:
-    """Decode one JSON object; the reason tells bad bytes, a cut-off record and bad syntax apart."""
+    """Decode one JSON object.
+
+    The error reason is ``encoding`` for bytes that are not UTF-8, ``truncated``
+    for a record that ends inside the document and ``json`` for other syntax errors.
+    """
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:

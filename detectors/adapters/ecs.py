@@ -104,7 +104,8 @@ def _url_from_parts(flat: dict[str, list[Any]]) -> str | None:
     ports = [value for value in flat.get("url.port", []) if isinstance(value, (int, str)) and str(value).isdigit()]
     paths = _strings(flat, "url.path")
     queries = _strings(flat, "url.query")
-    host = f"[{domains[0]}]" if ":" in domains[0] else domains[0]
+    bare = domains[0].strip("[]")
+    host = f"[{bare}]" if ":" in bare else bare
     netloc = f"{host}:{ports[0]}" if ports else host
     path = "/" + paths[0].lstrip("/") if paths else "/"
     query = f"?{queries[0]}" if queries else ""

@@ -38,7 +38,9 @@ def test_host_placeholder_is_none(value: object) -> None:
     assert RULES.host(value) is None
 
 
-@pytest.mark.parametrize("account", ["EXAMPLE\\Alice", "example\\alice", "alice@example.com", "Alice@Example.COM", "alice"])
+@pytest.mark.parametrize(
+    "account", ["EXAMPLE\\Alice", "example\\alice", "alice@example.com", "Alice@Example.COM", "alice"]
+)
 def test_user_one_identity_for_alice(account: str) -> None:
     assert RULES.user(account) == "alice@example.com"
 

@@ -126,7 +126,7 @@ def test_index_cidr_32_one_address() -> None:
 
 
 def test_index_cidr_0_contains_everything() -> None:
-    # Feeds may not load a /0 (resolve_type rejects broad blocks); the index itself still handles it.
+    # resolve_type rejects blocks this broad, but an Ioc built directly must still work.
     index = _index(Ioc(T.IPV4, "0.0.0.0/0"))
     assert _lookup(index, T.IPV4, "203.0.113.1") == ["ipv4-addr:0.0.0.0/0"]
 

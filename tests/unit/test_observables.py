@@ -116,7 +116,9 @@ def test_domain_root_dot_dropped() -> None:
     assert normalize_domain("BAD.example.NET.") == "bad.example.net"
 
 
-@pytest.mark.parametrize("raw", [".", "", "  ", "..", "a..b.example", "-bad.example", "localhost", "192.0.2.1", "bad.example.net:443"])
+@pytest.mark.parametrize(
+    "raw", [".", "", "  ", "..", "a..b.example", "-bad.example", "localhost", "192.0.2.1", "bad.example.net:443"]
+)
 def test_domain_invalid_discarded(raw: str) -> None:
     assert normalize_domain(raw) is None
 
@@ -238,7 +240,9 @@ def test_email_mailto_prefix_dropped() -> None:
     assert normalize_email("mailto:X@Example.COM") == "x@example.com"
 
 
-@pytest.mark.parametrize("raw", ["@example.com", "alice@", "a b@example.com", "alice@example.com;bob@example.com", "a,b@example.com"])
+@pytest.mark.parametrize(
+    "raw", ["@example.com", "alice@", "a b@example.com", "alice@example.com;bob@example.com", "a,b@example.com"]
+)
 def test_email_invalid_rejected(raw: str) -> None:
     assert normalize_email(raw) is None
 
