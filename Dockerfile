@@ -29,10 +29,11 @@ WORKDIR /src
 # Dependencies first, from pyproject.toml alone, so that a source change
 # reuses this layer instead of reinstalling every dependency.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
+RUN python -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(project['dependencies']))" > requirements.txt \
  && /opt/yokoten/bin/pip install -r requirements.txt
 
+COPY README.md ./
 COPY detectors ./detectors
 COPY service ./service
 RUN /opt/yokoten/bin/pip wheel --no-deps --wheel-dir /src/dist . \

@@ -1,11 +1,11 @@
 """Checks of the deployment files against the code they deploy.
 
-Docker and a Kubernetes cluster are not available to these tests, so they parse
-the Dockerfile, deploy/compose.yaml, the Prometheus, Grafana and Kubernetes files,
-and compare them with the code: metric names from service/metrics.py, setting
-names and validation from service/config.py, commands from service/cli.py and
-the endpoints of service/http.py. Tests that read YAML skip when PyYAML is not
-installed; the promtool tests skip when promtool is not on PATH.
+Docker and a Kubernetes cluster are not available to these tests. So they parse
+the Dockerfile, deploy/compose.yaml and the Prometheus, Grafana and Kubernetes
+files, and compare them with the code. Metric names come from service/metrics.py,
+setting names and validation from service/config.py, commands from service/cli.py
+and endpoints from service/http.py. Tests that read YAML skip when PyYAML is not
+installed, and the promtool tests skip when promtool is not on PATH.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from service import metrics
 from service.cli import build_parser
 from service.config import Settings, load_settings
+from service.http import start_http_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -41,9 +42,6 @@ GRAFANA_DIR = DEPLOY / "grafana"
 DASHBOARD_FILE = GRAFANA_DIR / "dashboards" / "yokoten.json"
 KUBERNETES_DIR = DEPLOY / "kubernetes"
 
-# Exported by the matcher once consumer lag is implemented; the alert rules,
-# the dashboard and the HPA already use it.
-PLANNED_METRICS = {"yokoten_consumer_lag"}
 SERVICE_UID = "10001"
 METRICS_PORT = 9308
 APP_SERVICES = {"topics": ["topics", "create"], "matcher": ["matcher"], "correlator": ["correlator"]}
@@ -90,11 +88,11 @@ def exposed_metric_names() -> set[str]:
     return names
 
 
-KNOWN_METRICS = exposed_metric_names() | PLANNED_METRICS
+KNOWN_METRICS = exposed_metric_names()
 
 
 def promql_metric_names(expression: str) -> set[str]:
-    """Return the yokoten_* metric names that a PromQL expression refers to; quoted label values are ignored."""
+    """Return the yokoten_* metric names in a PromQL expression, ignoring quoted label values."""
     without_strings = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expression)
     return set(re.findall(r"(?<![\w:])yokoten_[A-Za-z0-9_:]*", without_strings))
 
@@ -196,7 +194,7 @@ def healthcheck_command() -> list[str]:
     return json.loads(command)
 
 
-def test_dockerfile_has_a_build_stage_and_a_slim_final_stage_on_python_311() -> None:
+def test_dockerfile_stages_use_python_311_slim() -> None:
     global_args, stages = dockerfile_stages()
     assert len(stages) >= 2, "the Dockerfile should be multi-stage"
     for stage in stages:
@@ -209,7 +207,7 @@ def test_dockerfile_has_a_build_stage_and_a_slim_final_stage_on_python_311() -> 
     assert any(keyword == "COPY" and arguments.startswith("--from=") for keyword, arguments in stages[-1])
 
 
-def test_dockerfile_runs_as_the_non_root_service_user() -> None:
+def test_dockerfile_user_is_not_root() -> None:
     user = last_argument(final_stage(), "USER")
     assert user is not None, "the final stage has no USER line, so the container would run as root"
     uid = user.split(":")[0]
@@ -218,7 +216,7 @@ def test_dockerfile_runs_as_the_non_root_service_user() -> None:
     assert uid == SERVICE_UID
 
 
-def test_dockerfile_entrypoint_command_port_and_metrics_bind_address() -> None:
+def test_dockerfile_entrypoint_cmd_and_port() -> None:
     stage = final_stage()
     assert json.loads(last_argument(stage, "ENTRYPOINT") or "null") == ["yokoten"]
     command = json.loads(last_argument(stage, "CMD") or "null")
@@ -231,7 +229,7 @@ def test_dockerfile_entrypoint_command_port_and_metrics_bind_address() -> None:
     assert {key for key in environment if key.startswith("YOKOTEN_")} <= settings_variables()
 
 
-def test_dockerfile_copies_every_package_and_dockerignore_keeps_them() -> None:
+def test_dockerfile_copies_every_package() -> None:
     copied: set[str] = set()
     for stage in dockerfile_stages()[1]:
         for keyword, arguments in stage:
@@ -256,19 +254,19 @@ def test_dockerfile_copies_every_package_and_dockerignore_keeps_them() -> None:
         assert not excluded, f"{source} is copied by the Dockerfile but excluded by .dockerignore {excluded}"
 
 
-def test_dockerfile_healthcheck_probes_healthz_with_urllib() -> None:
+def test_dockerfile_healthcheck_uses_urllib() -> None:
     command = healthcheck_command()
     script = " ".join(command)
     assert command[0] == "python"
     assert "urllib" in script
-    assert "127.0.0.1" in script and "/healthz" in script and "9308" in script
-    assert "curl" not in script and "wget" not in script
+    assert "http://127.0.0.1:{port}/healthz" in script
+    assert f"'YOKOTEN_METRICS_PORT', '{METRICS_PORT}'" in script, "the port should default to the metrics port"
+    assert "curl" not in script
+    assert "wget" not in script
 
 
-def test_dockerfile_healthcheck_passes_against_the_service_http_server() -> None:
+def test_dockerfile_healthcheck_against_http_server() -> None:
     """Run the HEALTHCHECK command against service/http.py on a loopback port, then after the server stops."""
-    from service.http import start_http_server
-
     command = [sys.executable, *healthcheck_command()[1:]]
 
     async def run_check(port: int) -> int:
@@ -301,14 +299,14 @@ def compose(yaml: Any) -> dict[str, Any]:
     return load_yaml(yaml, COMPOSE_FILE)
 
 
-def test_every_yaml_file_under_deploy_parses(yaml: Any) -> None:
+def test_deploy_yaml_files_parse(yaml: Any) -> None:
     paths = sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
     assert len(paths) >= 10
     for path in paths:
         assert load_yaml_documents(yaml, path), f"{path.relative_to(ROOT)} has no YAML document"
 
 
-def test_compose_has_the_expected_services_and_images(compose: dict[str, Any]) -> None:
+def test_compose_services_and_images(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"kafka", "topics", "matcher", "correlator", "prometheus", "grafana"}
     assert services["kafka"]["image"] == "apache/kafka:4.1.1"
@@ -318,7 +316,7 @@ def test_compose_has_the_expected_services_and_images(compose: dict[str, Any]) -
         assert tag and tag != "latest", f"{name} should use a pinned image tag"
 
 
-def test_compose_app_services_build_the_dockerfile_and_run_valid_commands(
+def test_compose_app_services_commands(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     services = compose["services"]
@@ -336,7 +334,7 @@ def test_compose_app_services_build_the_dockerfile_and_run_valid_commands(
         assert settings.metrics_port == METRICS_PORT
 
 
-def test_compose_kafka_runs_kraft_with_a_listener_for_the_compose_network(compose: dict[str, Any]) -> None:
+def test_compose_kafka_kraft_listeners(compose: dict[str, Any]) -> None:
     environment = compose["services"]["kafka"]["environment"]
     assert set(environment["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     node_id, _, controller = environment["KAFKA_CONTROLLER_QUORUM_VOTERS"].partition("@")
@@ -346,7 +344,8 @@ def test_compose_kafka_runs_kraft_with_a_listener_for_the_compose_network(compos
     listeners = dict(item.split("://") for item in environment["KAFKA_LISTENERS"].split(","))
     advertised = dict(item.split("://") for item in environment["KAFKA_ADVERTISED_LISTENERS"].split(","))
     controller_name = environment["KAFKA_CONTROLLER_LISTENER_NAMES"]
-    assert controller_name in listeners and controller_name not in advertised
+    assert controller_name in listeners
+    assert controller_name not in advertised, "the controller listener should not be advertised to clients"
     assert controller.endswith(listeners[controller_name])
     assert set(listeners) <= set(protocol_map)
     assert set(advertised) <= set(listeners)
@@ -355,11 +354,11 @@ def test_compose_kafka_runs_kraft_with_a_listener_for_the_compose_network(compos
 
     for service_name in APP_SERVICES:
         bootstrap = compose["services"][service_name]["environment"]["YOKOTEN_BOOTSTRAP_SERVERS"]
-        assert bootstrap in advertised.values(), f"{service_name} connects to {bootstrap}, which Kafka does not advertise"
+        assert bootstrap in advertised.values(), f"{service_name} uses {bootstrap}, which Kafka does not advertise"
         assert bootstrap.split(":")[0] == "kafka"
 
 
-def test_compose_start_order_uses_health_and_completion_conditions(compose: dict[str, Any]) -> None:
+def test_compose_start_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
 
     def conditions(name: str) -> dict[str, str]:
@@ -375,22 +374,37 @@ def test_compose_start_order_uses_health_and_completion_conditions(compose: dict
         for dependency, condition in conditions(name).items():
             if condition == "service_healthy":
                 healthcheck = services[dependency].get("healthcheck", {})
-                assert healthcheck.get("test") and not healthcheck.get("disable"), f"{dependency} has no healthcheck"
-    assert services["topics"].get("restart", "no") == "no", "a restarted one-shot job breaks service_completed_successfully"
+                assert healthcheck.get("test"), f"{dependency} has no healthcheck"
+                assert not healthcheck.get("disable"), f"{dependency} has its healthcheck disabled"
+    # A one-shot job must not restart: unless-stopped or always would run it again after each exit.
+    assert services["topics"].get("restart", "no") == "no"
 
 
-def test_compose_worker_healthchecks_probe_healthz(compose: dict[str, Any]) -> None:
+def test_compose_worker_healthchecks(compose: dict[str, Any]) -> None:
     for name in ("matcher", "correlator"):
         script = " ".join(compose["services"][name]["healthcheck"]["test"])
         assert f"http://127.0.0.1:{METRICS_PORT}/healthz" in script
         assert str(METRICS_PORT) in [str(port) for port in compose["services"][name].get("expose", [])]
 
 
+def test_compose_workers_outlast_the_shutdown_timeout(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Docker sends SIGKILL after stop_grace_period, which must leave the matcher time to commit its batch."""
+    for name in ("matcher", "correlator"):
+        service = compose["services"][name]
+        grace = service["stop_grace_period"]
+        assert grace.endswith("s")
+        timeout = validate_settings(monkeypatch, service["environment"]).shutdown_timeout_s
+        assert float(grace[:-1]) > timeout, f"{name}: stop_grace_period {grace} <= shutdown timeout {timeout} s"
+
+
 def test_compose_matcher_can_be_scaled(compose: dict[str, Any]) -> None:
     matcher = compose["services"]["matcher"]
     assert matcher["deploy"]["replicas"] >= 1
     # A fixed host port or container name would make `--scale matcher=N` fail.
-    assert "ports" not in matcher and "container_name" not in matcher
+    assert "ports" not in matcher
+    assert "container_name" not in matcher
 
 
 def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
@@ -403,7 +417,7 @@ def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
     return mounts
 
 
-def test_compose_bind_mounts_exist_and_wire_prometheus_and_grafana(yaml: Any, compose: dict[str, Any]) -> None:
+def test_compose_bind_mounts(yaml: Any, compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         for target, source in bind_mounts(service).items():
             assert source.exists(), f"{name} mounts {source} at {target}, which does not exist"
@@ -435,7 +449,7 @@ def alert_rules(yaml: Any) -> list[dict[str, Any]]:
     return [rule for group in document["groups"] for rule in group["rules"]]
 
 
-def test_prometheus_scrapes_matcher_and_correlator_and_loads_the_rules(yaml: Any) -> None:
+def test_prometheus_config_scrapes_workers(yaml: Any) -> None:
     config = load_yaml(yaml, PROMETHEUS_CONFIG)
     for rule_file in config["rule_files"]:
         assert (PROMETHEUS_CONFIG.parent / rule_file).resolve() == ALERTS_FILE
@@ -450,7 +464,7 @@ def test_prometheus_scrapes_matcher_and_correlator_and_loads_the_rules(yaml: Any
         assert {(host, int(port)) for host, port in targets} == {(service_name, METRICS_PORT)}
 
 
-def test_alert_rules_cover_the_operator_signals(alert_rules: list[dict[str, Any]]) -> None:
+def test_alert_rules_cover_operator_signals(alert_rules: list[dict[str, Any]]) -> None:
     expressions = {rule["alert"]: " ".join(str(rule["expr"]).split()) for rule in alert_rules}
     assert len(expressions) == len(alert_rules), "alert names should be unique"
 
@@ -468,7 +482,7 @@ def test_alert_rules_cover_the_operator_signals(alert_rules: list[dict[str, Any]
     find(r"yokoten_ready\{[^}]*\} == 0")
 
 
-def test_alert_rules_are_annotated_and_use_known_metrics_and_jobs(alert_rules: list[dict[str, Any]]) -> None:
+def test_alert_rules_annotations_and_metrics(alert_rules: list[dict[str, Any]]) -> None:
     for rule in alert_rules:
         name = rule["alert"]
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
@@ -497,102 +511,102 @@ def run_promtool(promtool: str, *arguments: str | Path) -> subprocess.CompletedP
     )
 
 
-def test_promtool_accepts_the_alert_rules(promtool: str) -> None:
+def test_promtool_check_rules(promtool: str) -> None:
     result = run_promtool(promtool, "check", "rules", ALERTS_FILE)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_accepts_the_prometheus_config(promtool: str) -> None:
+def test_promtool_check_config(promtool: str) -> None:
     result = run_promtool(promtool, "check", "config", PROMETHEUS_CONFIG)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def alert(**labels: str) -> dict[str, Any]:
-    return {"exp_labels": labels}
+def series(metric: str, values: str, **labels: str) -> dict[str, str]:
+    """Return a promtool input series. Values use promtool's expanding notation, such as 0+60x40."""
+    label_text = ",".join(f'{name}="{value}"' for name, value in labels.items())
+    return {"series": f"{metric}{{{label_text}}}", "values": values}
 
 
-# Each case: input series (1-minute samples), then (evaluation time, alert name, expected alerts).
+def expect(eval_time: str, alertname: str, *alerts: dict[str, str]) -> dict[str, Any]:
+    """Return a promtool alert test: at eval_time, alertname fires once for each label set given."""
+    return {"eval_time": eval_time, "alertname": alertname, "exp_alerts": [{"exp_labels": labels} for labels in alerts]}
+
+
+MATCHER = "yokoten-matcher"
+CORRELATOR = "yokoten-correlator"
+LAG = "yokoten_consumer_lag"
+NEWEST_IOC = "yokoten_ioc_newest_record_timestamp_seconds"
+REJECTED = "yokoten_records_rejected_total"
+CONSUMED = "yokoten_events_consumed_total"
+
+# One promtool test group per scenario. Samples are 1 minute apart, and promtool's clock starts at the epoch.
 ALERT_SCENARIOS: list[dict[str, Any]] = [
     {
-        "interval": "1m",
         "input_series": [
-            {"series": 'yokoten_consumer_lag{job="yokoten-matcher",instance="m1",topic="yokoten.edr",partition="0"}', "values": "20000x30"},
-            {"series": 'yokoten_consumer_lag{job="yokoten-matcher",instance="m1",topic="yokoten.edr",partition="1"}', "values": "10x30"},
+            series(LAG, "20000x30", job=MATCHER, instance="m1", topic="yokoten.edr", partition="0"),
+            series(LAG, "10x30", job=MATCHER, instance="m1", topic="yokoten.edr", partition="1"),
         ],
         "alert_rule_test": [
-            {"eval_time": "5m", "alertname": "YokotenConsumerLagHigh", "exp_alerts": []},
-            {"eval_time": "15m", "alertname": "YokotenConsumerLagHigh",
-             "exp_alerts": [alert(severity="warning", topic="yokoten.edr", partition="0")]},
+            expect("5m", "YokotenConsumerLagHigh"),
+            expect("15m", "YokotenConsumerLagHigh", {"severity": "warning", "topic": "yokoten.edr", "partition": "0"}),
         ],
     },
     {
-        # The fresh matcher's newest IOC timestamp keeps up with the clock; the stale one
-        # is stuck at 1 s after the epoch. The correlator exports 0 and must not alert.
-        "interval": "1m",
+        # The fresh matcher's newest IOC timestamp keeps up with the clock, and the stale
+        # one is stuck at 1 s after the epoch. The correlator exports 0 and must not alert.
         "input_series": [
-            {"series": 'yokoten_ioc_newest_record_timestamp_seconds{job="yokoten-matcher",instance="fresh"}', "values": "0+60x1600"},
-            {"series": 'yokoten_ioc_newest_record_timestamp_seconds{job="yokoten-matcher",instance="stale"}', "values": "1x1600"},
-            {"series": 'yokoten_ioc_newest_record_timestamp_seconds{job="yokoten-correlator",instance="c1"}', "values": "0x1600"},
+            series(NEWEST_IOC, "0+60x1600", job=MATCHER, instance="fresh"),
+            series(NEWEST_IOC, "1x1600", job=MATCHER, instance="stale"),
+            series(NEWEST_IOC, "0x1600", job=CORRELATOR, instance="c1"),
         ],
         "alert_rule_test": [
-            {"eval_time": "1500m", "alertname": "YokotenIocFeedStale",
-             "exp_alerts": [alert(severity="warning", job="yokoten-matcher", instance="stale")]},
+            expect("1500m", "YokotenIocFeedStale", {"severity": "warning", "job": MATCHER, "instance": "stale"}),
         ],
     },
     {
-        "interval": "1m",
         "input_series": [
-            {"series": 'yokoten_records_rejected_total{job="yokoten-matcher",instance="m1",source="edr",reason="parse"}', "values": "0+60x40"},
-            {"series": 'yokoten_records_rejected_total{job="yokoten-matcher",instance="m1",source="mail",reason="parse"}', "values": "0+1x40"},
+            series(REJECTED, "0+60x40", job=MATCHER, instance="m1", source="edr", reason="parse"),
+            series(REJECTED, "0+1x40", job=MATCHER, instance="m1", source="mail", reason="parse"),
         ],
         "alert_rule_test": [
-            {"eval_time": "30m", "alertname": "YokotenDeadLettersRising",
-             "exp_alerts": [alert(severity="warning", source="edr", reason="parse")]},
+            expect("30m", "YokotenDeadLettersRising", {"severity": "warning", "source": "edr", "reason": "parse"}),
         ],
     },
     {
-        "interval": "1m",
         "input_series": [
-            {"series": 'yokoten_events_consumed_total{job="yokoten-matcher",instance="m1",source="edr"}', "values": "100x40"},
-            {"series": 'yokoten_events_consumed_total{job="yokoten-matcher",instance="m1",source="mail"}', "values": "0+600x40"},
+            series(CONSUMED, "100x40", job=MATCHER, instance="m1", source="edr"),
+            series(CONSUMED, "0+600x40", job=MATCHER, instance="m1", source="mail"),
         ],
         "alert_rule_test": [
-            {"eval_time": "10m", "alertname": "YokotenNoInput", "exp_alerts": []},
-            {"eval_time": "25m", "alertname": "YokotenNoInput", "exp_alerts": [alert(severity="critical", source="edr")]},
+            expect("10m", "YokotenNoInput"),
+            expect("25m", "YokotenNoInput", {"severity": "critical", "source": "edr"}),
         ],
     },
     {
         # No matcher has consumed anything since it started, so the counter has no series.
-        "interval": "1m",
-        "input_series": [{"series": 'yokoten_ready{job="yokoten-matcher",instance="m1"}', "values": "1x30"}],
-        "alert_rule_test": [
-            {"eval_time": "20m", "alertname": "YokotenNoInput",
-             "exp_alerts": [alert(severity="critical", job="yokoten-matcher")]},
-        ],
+        "input_series": [series("yokoten_ready", "1x30", job=MATCHER, instance="m1")],
+        "alert_rule_test": [expect("20m", "YokotenNoInput", {"severity": "critical", "job": MATCHER})],
     },
     {
-        "interval": "1m",
         "input_series": [
-            {"series": 'yokoten_ready{job="yokoten-matcher",instance="m1"}', "values": "0x20"},
-            {"series": 'yokoten_ready{job="yokoten-matcher",instance="m2"}', "values": "1x20"},
-            {"series": 'up{job="yokoten-correlator",instance="c1"}', "values": "0x20"},
-            {"series": 'up{job="yokoten-matcher",instance="m1"}', "values": "1x20"},
+            series("yokoten_ready", "0x20", job=MATCHER, instance="m1"),
+            series("yokoten_ready", "1x20", job=MATCHER, instance="m2"),
+            series("up", "0x20", job=CORRELATOR, instance="c1"),
+            series("up", "1x20", job=MATCHER, instance="m1"),
         ],
         "alert_rule_test": [
-            {"eval_time": "10m", "alertname": "YokotenWorkerNotReady",
-             "exp_alerts": [alert(severity="warning", job="yokoten-matcher", instance="m1")]},
-            {"eval_time": "10m", "alertname": "YokotenWorkerDown",
-             "exp_alerts": [alert(severity="critical", job="yokoten-correlator", instance="c1")]},
+            expect("10m", "YokotenWorkerNotReady", {"severity": "warning", "job": MATCHER, "instance": "m1"}),
+            expect("10m", "YokotenWorkerDown", {"severity": "critical", "job": CORRELATOR, "instance": "c1"}),
         ],
     },
 ]
 
 
-def test_promtool_alert_rules_fire_on_the_intended_series(promtool: str, yaml: Any, tmp_path: Path) -> None:
+def test_promtool_alert_scenarios(promtool: str, yaml: Any, tmp_path: Path) -> None:
     """Run `promtool test rules` on synthetic series for every alert.
 
     promtool compares rendered annotations too, so the rules are copied without
-    annotations; `promtool check rules` above has parsed their templates.
+    annotations. `promtool check rules` above has parsed their templates.
     """
     rules = load_yaml(yaml, ALERTS_FILE)
     for group in rules["groups"]:
@@ -607,7 +621,13 @@ def test_promtool_alert_rules_fire_on_the_intended_series(promtool: str, yaml: A
     # JSON is valid YAML, so promtool reads both files as written.
     test_file = tmp_path / "alerts-test.json"
     test_file.write_text(
-        json.dumps({"rule_files": [str(rules_copy)], "evaluation_interval": "1m", "tests": ALERT_SCENARIOS}),
+        json.dumps(
+            {
+                "rule_files": [str(rules_copy)],
+                "evaluation_interval": "1m",
+                "tests": [{"interval": "1m", **scenario} for scenario in ALERT_SCENARIOS],
+            }
+        ),
         encoding="utf-8",
     )
     result = run_promtool(promtool, "test", "rules", test_file)
@@ -634,7 +654,7 @@ def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:
     return [target["expr"] for panel in dashboard_panels(dashboard) for target in panel.get("targets", [])]
 
 
-def test_dashboard_loads_with_unique_panel_ids_and_a_non_overlapping_layout() -> None:
+def test_dashboard_panel_ids_and_layout() -> None:
     dashboard = load_dashboard()
     assert dashboard["uid"] and dashboard["title"]
     panels = dashboard_panels(dashboard)
@@ -643,7 +663,8 @@ def test_dashboard_loads_with_unique_panel_ids_and_a_non_overlapping_layout() ->
     occupied: dict[tuple[int, int], str] = {}
     for panel in panels:
         grid = panel["gridPos"]
-        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0, panel["title"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
         for x in range(grid["x"], grid["x"] + grid["w"]):
             for y in range(grid["y"], grid["y"] + grid["h"]):
                 assert (x, y) not in occupied, f"{panel['title']} overlaps {occupied[(x, y)]}"
@@ -653,13 +674,13 @@ def test_dashboard_loads_with_unique_panel_ids_and_a_non_overlapping_layout() ->
             assert all(target.get("expr") for target in panel["targets"]), panel["title"]
 
 
-def test_dashboard_queries_name_only_metrics_from_service_metrics() -> None:
+def test_dashboard_metrics_are_defined() -> None:
     for expression in dashboard_expressions(load_dashboard()):
         unknown = promql_metric_names(expression) - KNOWN_METRICS
         assert not unknown, f"{expression!r} uses metrics that service/metrics.py does not define: {sorted(unknown)}"
 
 
-def test_dashboard_has_the_operator_panels() -> None:
+def test_dashboard_has_operator_panels() -> None:
     expressions = [" ".join(expression.split()) for expression in dashboard_expressions(load_dashboard())]
     required = {
         "events consumed per source": r"sum by \(source\) \(rate\(yokoten_events_consumed_total\[",
@@ -678,7 +699,7 @@ def test_dashboard_has_the_operator_panels() -> None:
     assert not missing, f"dashboard lacks panels for {missing}"
 
 
-def test_dashboard_uses_the_provisioned_prometheus_datasource(yaml: Any) -> None:
+def test_dashboard_datasource_is_provisioned(yaml: Any) -> None:
     datasources = load_yaml(yaml, GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yaml")["datasources"]
     (datasource,) = [source for source in datasources if source["type"] == "prometheus"]
     assert datasource["url"] == "http://prometheus:9090", "Grafana should reach the compose prometheus service"
@@ -709,7 +730,9 @@ def find_manifest(manifests: dict[str, list[dict[str, Any]]], file_name: str, ki
     return document
 
 
-def test_kubernetes_manifests_have_kind_api_version_and_no_namespace(manifests: dict[str, list[dict[str, Any]]]) -> None:
+def test_kubernetes_manifest_kinds(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
     expected = {
         "configmap.yaml": {("v1", "ConfigMap")},
         "matcher-deployment.yaml": {("apps/v1", "Deployment")},
@@ -725,7 +748,7 @@ def test_kubernetes_manifests_have_kind_api_version_and_no_namespace(manifests: 
             assert "namespace" not in document["metadata"], f"{file_name} should leave the namespace to kubectl -n"
 
 
-def test_kubernetes_configmap_holds_valid_settings(
+def test_kubernetes_configmap_settings_valid(
     manifests: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = find_manifest(manifests, "configmap.yaml", "ConfigMap")["data"]
@@ -738,8 +761,8 @@ def test_kubernetes_configmap_holds_valid_settings(
 
 
 @pytest.mark.parametrize("file_name", sorted(DEPLOYMENTS))
-def test_kubernetes_deployment_probes_resources_and_security(
-    manifests: dict[str, list[dict[str, Any]]], file_name: str
+def test_kubernetes_deployment_probes_and_security(
+    manifests: dict[str, list[dict[str, Any]]], file_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deployment = find_manifest(manifests, file_name, "Deployment")
     template = deployment["spec"]["template"]
@@ -762,15 +785,20 @@ def test_kubernetes_deployment_probes_resources_and_security(
         assert probe["path"] == path, f"{probe_name} should request {path}"
         assert ports.get(probe["port"], probe["port"]) == METRICS_PORT
 
+    settings = validate_settings(monkeypatch, find_manifest(manifests, "configmap.yaml", "ConfigMap")["data"])
+    assert pod["terminationGracePeriodSeconds"] > settings.shutdown_timeout_s
+
     resources = container["resources"]
-    assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"]
+    assert resources["requests"]["cpu"]
+    assert resources["requests"]["memory"]
+    assert resources["limits"]["memory"]
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
     assert "ALL" in security["capabilities"]["drop"]
 
 
-def test_kubernetes_correlator_has_a_writable_working_directory(manifests: dict[str, list[dict[str, Any]]]) -> None:
+def test_kubernetes_correlator_writable_workdir(manifests: dict[str, list[dict[str, Any]]]) -> None:
     """faust writes its data directory into the image's WORKDIR, which a read-only root filesystem forbids."""
     workdir = last_argument(final_stage(), "WORKDIR")
     deployment = find_manifest(manifests, "correlator-deployment.yaml", "Deployment")
@@ -778,7 +806,7 @@ def test_kubernetes_correlator_has_a_writable_working_directory(manifests: dict[
     assert workdir in {mount["mountPath"] for mount in container["volumeMounts"]}
 
 
-def test_kubernetes_services_expose_the_metrics_port_of_each_deployment(
+def test_kubernetes_services_metrics_port(
     manifests: dict[str, list[dict[str, Any]]],
 ) -> None:
     services = manifests["service.yaml"]
@@ -787,14 +815,16 @@ def test_kubernetes_services_expose_the_metrics_port_of_each_deployment(
         matching = [service for service in services if service["spec"]["selector"].items() <= labels.items()]
         assert len(matching) == 1, f"expected one Service selecting the {component} pods"
         (port,) = matching[0]["spec"]["ports"]
-        assert port["port"] == METRICS_PORT and port["targetPort"] == "metrics"
+        assert port["port"] == METRICS_PORT
+        assert port["targetPort"] == "metrics"
 
 
-def test_kubernetes_hpa_scales_the_matcher_on_consumer_lag(manifests: dict[str, list[dict[str, Any]]]) -> None:
+def test_kubernetes_hpa_uses_consumer_lag(manifests: dict[str, list[dict[str, Any]]]) -> None:
     hpa = find_manifest(manifests, "hpa.yaml", "HorizontalPodAutoscaler")["spec"]
     matcher = find_manifest(manifests, "matcher-deployment.yaml", "Deployment")
     target = hpa["scaleTargetRef"]
-    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", matcher["metadata"]["name"])
+    assert (target["apiVersion"], target["kind"]) == ("apps/v1", "Deployment")
+    assert target["name"] == matcher["metadata"]["name"]
     assert "replicas" not in matcher["spec"], "the HPA owns the matcher replica count"
     (metric,) = hpa["metrics"]
     assert metric["type"] == "External"
