@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from detectors.adapters import parse_record
+from detectors.adapters.stream import RecordRef
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex, Match
 from detectors.observation import Observation, SourceKind
 
 
-@dataclass(frozen=True, slots=True)
-class EventRef:
-    """Where an event came from: a Kafka record or a line of a replayed file."""
-
-    topic: str
-    partition: int
-    offset: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+# A sighting's event reference; the same type as the stream parser's record ref.
+EventRef = RecordRef
 
 
 def match(observation: Observation, index: IocIndex, now_ms: int) -> list[Match]:
@@ -104,4 +96,9 @@ def match_record(
     caller can send it to the dead letter.
     """
     observation = parse_record(raw, fmt, rules, source)
+    return sightings_of(observation, ref, index, now_ms)
+
+
+def sightings_of(observation: Observation, ref: RecordRef, index: IocIndex, now_ms: int) -> list[dict[str, Any]]:
+    """Match one observation and return its sightings."""
     return [build_sighting(observation, hit, ref) for hit in match(observation, index, now_ms)]

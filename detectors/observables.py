@@ -35,6 +35,7 @@ class ObservableType(str, Enum):
     EMAIL = "email-addr"
     USER = "user-account"
     FILE_NAME = "file-name"
+    CVE = "cve"
 
 
 HASH_TYPES = frozenset(
@@ -87,6 +88,8 @@ def threat_indicator_type(kind: ObservableType) -> str:
     """Return the STIX 2.1 cyber-observable type name of ``kind``."""
     if kind in HASH_TYPES or kind is ObservableType.FILE_NAME:
         return "file"
+    if kind is ObservableType.CVE:
+        return "vulnerability"
     return kind.value
 
 
@@ -411,7 +414,20 @@ def normalize(kind: ObservableType, value: str) -> str | None:
         return normalize_file_name(value)
     if kind is ObservableType.USER:
         return normalize_account(value)
+    if kind is ObservableType.CVE:
+        return normalize_cve(value)
     return None
+
+
+_CVE = re.compile(r"CVE-(\d{4})-(\d{4,7})", re.IGNORECASE)
+
+
+def normalize_cve(value: str) -> str | None:
+    """Return ``CVE-YYYY-NNNN`` in upper case, or None when ``value`` is not a CVE id."""
+    if not isinstance(value, str):
+        return None
+    match = _CVE.fullmatch(value.strip())
+    return f"CVE-{match.group(1)}-{match.group(2)}" if match else None
 
 
 def normalize_account(value: str, domain_map: dict[str, str] | None = None, default_domain: str | None = None) -> str | None:

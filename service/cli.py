@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from detectors.adapters import FORMATS
+from detectors.adapters import formats
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex
 from detectors.observation import SourceKind
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="match event files against IOC feeds without a broker")
     replay.add_argument("--iocs", action="append", type=Path, default=[], required=True, help="IOC feed file (repeatable)")
     replay.add_argument("--dead-letter", type=Path, help="write rejected records to this file as JSON lines")
-    replay.add_argument("--format", default="auto", choices=FORMATS, help="record format of every file (default: detect per record)")
+    replay.add_argument("--format", default="auto", choices=formats(), help="record format of every file (default: detect per record)")
     replay.add_argument("--source", choices=[kind.value for kind in SourceKind], help="source kind of records whose format does not fix it")
     replay.add_argument("--default-domain", help="DNS suffix for short host names and bare accounts")
     replay.add_argument("--domain-map", help="NetBIOS=DNS domain pairs, comma-separated")

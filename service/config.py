@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from detectors.adapters import FORMATS
+from detectors.adapters import formats
 from detectors.identity import IdentityRules
 from detectors.observation import SourceKind
 
@@ -42,8 +42,8 @@ def parse_inputs(text: str) -> list[InputBinding]:
         topic, source, fmt = parts
         if source not in {kind.value for kind in SourceKind}:
             raise ValueError(f"source kind {source!r} in {entry!r} must be one of {', '.join(k.value for k in SourceKind)}")
-        if fmt not in FORMATS:
-            raise ValueError(f"format {fmt!r} in {entry!r} must be one of {', '.join(FORMATS)}")
+        if fmt not in formats():
+            raise ValueError(f"format {fmt!r} in {entry!r} must be one of {', '.join(formats())}")
         bindings.append(InputBinding(topic, SourceKind(source), fmt))
     if not bindings:
         raise ValueError("no input topics configured")

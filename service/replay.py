@@ -16,13 +16,13 @@ from typing import IO, Any
 
 import orjson
 
-from detectors.adapters import squid
 from detectors.exceptions import MalformedRecordError
 from detectors.feeds import parse_feed
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex
-from detectors.matcher import EventRef, match_record
-from detectors.observation import SourceKind
+from detectors.adapters.stream import RecordRef, StreamParser
+from detectors.matcher import sightings_of
+from detectors.observation import Observation, SourceKind
 from detectors.spread import apply_sighting, build_alert, new_state
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class ReplaySummary:
         return (
             f"yokoten replay: {self.iocs} IOCs loaded ({self.feed_errors} feed errors), {self.files} files, "
             f"{self.records} records, {self.rejected} rejected{f' ({reasons})' if reasons else ''}, "
-            f"{self.skipped} comment lines skipped, {self.sightings} sightings, {self.alerts} alerts"
+            f"{self.skipped} blank lines skipped, {self.sightings} sightings, {self.alerts} alerts"
         )
 
 
@@ -70,12 +70,6 @@ def _records(path: Path) -> Iterator[tuple[int, bytes]]:
             yield number, line.rstrip(b"\r\n")
 
 
-def _is_comment(line: bytes, fmt: str) -> bool:
-    """Return True for lines that are not records: blank lines and ``#`` comment lines of text logs."""
-    stripped = line.strip()
-    return not stripped or (fmt in ("auto", squid.FORMAT) and stripped.startswith(b"#"))
-
-
 class Replay:
     """Replays event files through the matcher and the spread state in memory."""
 
@@ -94,22 +88,32 @@ class Replay:
         alerts_out: IO[bytes],
         dead_letter: IO[bytes] | None,
     ) -> None:
-        """Replay one file; alerts go to ``alerts_out``, rejected lines to ``dead_letter``."""
+        """Replay one file; alerts go to ``alerts_out``, rejected lines to ``dead_letter``.
+
+        Each file is one stream: a Zeek header or a joined mail message never
+        spans two files, and partial joins are flushed at the end of the file.
+        """
         self.summary.files += 1
         self.index.prepare()
+        parser = StreamParser(fmt, self.rules, source)
         topic = str(path)
         for number, raw in _records(path):
-            if _is_comment(raw, fmt):
+            if not raw.strip():
                 self.summary.skipped += 1
                 continue
             self.summary.records += 1
             now_ms = int(time.time() * 1000)
             try:
-                sightings = match_record(raw, fmt, source, EventRef(topic, 0, number), self.index, self.rules, now_ms)
+                observations = parser.parse(raw, RecordRef(topic, 0, number), now_ms)
             except MalformedRecordError as error:
                 self._reject(path, number, raw, error, dead_letter)
                 continue
-            for sighting in sightings:
+            self._correlate(observations, alerts_out, now_ms)
+        self._correlate(parser.flush(), alerts_out, int(time.time() * 1000))
+
+    def _correlate(self, observations: list[tuple[Observation, RecordRef]], alerts_out: IO[bytes], now_ms: int) -> None:
+        for observation, ref in observations:
+            for sighting in sightings_of(observation, ref, self.index, now_ms):
                 self.summary.sightings += 1
                 state = self.states.setdefault(sighting["ioc"]["key"], new_state())
                 if apply_sighting(state, sighting, now_ms, self.max_entities):

@@ -20,11 +20,11 @@ from typing import Any
 import orjson
 
 from detectors.adapters import ecs, squid, windows
+from detectors.adapters.stream import RecordFormat
 from detectors.exceptions import MalformedRecordError
 from detectors.identity import IdentityRules
 from detectors.observation import Observation, SourceKind
 
-FORMATS = ("auto", ecs.FORMAT, windows.FORMAT, squid.FORMAT)
 MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 
@@ -60,22 +60,11 @@ def _decode_text(raw: bytes) -> str:
         raise MalformedRecordError(f"record is not UTF-8 text: {error}", reason="encoding") from None
 
 
-def _adapt_json(document: dict[str, Any], fmt: str, rules: IdentityRules, source: SourceKind | None) -> Observation:
-    if fmt == windows.FORMAT or (fmt == "auto" and windows.is_windows_event(document)):
-        return windows.adapt(document, rules)
-    if fmt == ecs.FORMAT or (fmt == "auto" and ecs.is_ecs_document(document)):
-        return ecs.adapt(document, rules, source)
-    raise MalformedRecordError(
-        "JSON record matches no known format (tried sysmon, ecs); set the format of the topic or file explicitly",
-        reason="unknown_format",
-    )
+def decode_record(raw: bytes | None, fmt: str = "auto") -> tuple[Any, str]:
+    """Decode raw record bytes into a JSON object (kind ``json``) or a text line (kind ``text``).
 
-
-def parse_record(raw: bytes, fmt: str, rules: IdentityRules, source: SourceKind | None = None) -> Observation:
-    """Parse one record read as ``fmt``; raise MalformedRecordError naming why it failed.
-
-    ``source`` is the source kind bound to the topic or file; adapters whose
-    format fixes the kind ignore it.
+    With ``fmt`` ``auto`` the first byte decides; a fixed format decides by its own kind,
+    so a JSON format reports invalid JSON rather than an unknown format.
     """
     if raw is None:
         raise MalformedRecordError("record has no value (null)", reason="empty")
@@ -83,19 +72,87 @@ def parse_record(raw: bytes, fmt: str, rules: IdentityRules, source: SourceKind 
         raise MalformedRecordError(
             f"record of {len(raw)} bytes exceeds the limit of {MAX_RECORD_BYTES} bytes", reason="too_large"
         )
-    if fmt not in FORMATS:
-        raise MalformedRecordError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", reason="unknown_format")
     stripped = raw.lstrip()
     if not stripped:
         raise MalformedRecordError("record is empty", reason="empty")
-    if fmt == squid.FORMAT or (fmt == "auto" and not stripped.startswith((b"{", b"["))):
-        text = _decode_text(raw)
-        if fmt == "auto" and not squid.is_squid_line(text):
-            raise MalformedRecordError(
-                f"text record matches no known format (tried squid): {text[:120]!r}", reason="unknown_format"
-            )
-        return squid.adapt(text, rules)
-    try:
-        return _adapt_json(_decode_json(raw), fmt, rules, source)
-    except RecursionError:
-        raise MalformedRecordError("JSON nested too deeply", reason="too_deep") from None
+    fixed = next((spec.kind for spec in (*REGISTRY, GENERIC_JSON) if spec.name == fmt), None)
+    if fixed == "json" or (fixed is None and stripped.startswith((b"{", b"["))):
+        try:
+            return _decode_json(raw), "json"
+        except RecursionError:
+            raise MalformedRecordError("JSON nested too deeply", reason="too_deep") from None
+    return _decode_text(raw), "text"
+
+
+REGISTRY: list[RecordFormat] = [
+    RecordFormat(
+        windows.FORMAT,
+        "json",
+        lambda document, _context: windows.is_windows_event(document),
+        adapt=lambda document, rules, _source, _context: windows.adapt(document, rules),
+    ),
+    RecordFormat(
+        squid.FORMAT,
+        "text",
+        lambda line, _context: squid.is_squid_line(line),
+        adapt=lambda line, rules, _source, _context: squid.adapt(line, rules),
+    ),
+]
+# The generic ECS adapter accepts most JSON, so it is tried last.
+GENERIC_JSON = RecordFormat(
+    ecs.FORMAT,
+    "json",
+    lambda document, _context: ecs.is_ecs_document(document),
+    adapt=lambda document, rules, source, _context: ecs.adapt(document, rules, source),
+)
+
+
+def register(spec: RecordFormat) -> None:
+    """Add a format; auto-detection tries formats in registration order, ECS last."""
+    if any(existing.name == spec.name for existing in REGISTRY):
+        raise ValueError(f"format {spec.name!r} is already registered")
+    REGISTRY.append(spec)
+
+
+def formats() -> tuple[str, ...]:
+    """Names accepted as a topic or file format, ``auto`` first."""
+    return ("auto", *(spec.name for spec in REGISTRY), GENERIC_JSON.name)
+
+
+def find_format(fmt: str, kind: str, record: Any, context: dict[str, Any]) -> RecordFormat:
+    """Return the format to read ``record`` with: the fixed one, or the first that recognises it."""
+    candidates = [*REGISTRY, GENERIC_JSON]
+    if fmt != "auto":
+        spec = next((candidate for candidate in candidates if candidate.name == fmt), None)
+        if spec is None:
+            raise MalformedRecordError(f"unknown format {fmt!r}; use one of {', '.join(formats())}", reason="unknown_format")
+        if spec.kind != kind:
+            raise MalformedRecordError(f"record is {kind} but format {fmt!r} reads {spec.kind} records", reason="unknown_format")
+        return spec
+    tried = [candidate.name for candidate in candidates if candidate.kind == kind]
+    for candidate in candidates:
+        if candidate.kind == kind and candidate.detect(record, context):
+            return candidate
+    preview = record[:120] if isinstance(record, str) else ""
+    raise MalformedRecordError(
+        f"{kind} record matches no known format (tried {', '.join(tried)}){f': {preview!r}' if preview else ''}; "
+        "set the format of the topic or file explicitly",
+        reason="unknown_format",
+    )
+
+
+def parse_record(raw: bytes | None, fmt: str, rules: IdentityRules, source: SourceKind | None = None) -> Observation:
+    """Parse one record of a format that needs no stream context; raise MalformedRecordError naming why it failed.
+
+    ``source`` is the source kind bound to the topic or file; adapters whose
+    format fixes the kind ignore it. Formats that join several records need
+    a ``StreamParser``.
+    """
+    record, kind = decode_record(raw, fmt)
+    spec = find_format(fmt, kind, record, {})
+    if spec.adapt is None:
+        raise MalformedRecordError(f"format {spec.name!r} joins several records; read it with a StreamParser", reason="unknown_format")
+    return spec.adapt(record, rules, source, {})
+
+
+FORMATS = formats()
