@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from detectors.observables import ObservableType
 
@@ -45,7 +46,8 @@ class Observation:
     happened (normalised host names or client IPs, ``user@domain`` accounts,
     mailbox addresses). ``free_text`` holds fields such as command lines that
     are searched with the Aho-Corasick automaton rather than split into
-    observables.
+    observables. ``attributes`` holds format-specific details that travel
+    with the sighting, such as a scanner's CVSS score and severity.
     """
 
     source: SourceKind
@@ -57,3 +59,4 @@ class Observation:
     stage: Stage = Stage.CONTACTED
     event_code: str | None = None
     format: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
