@@ -8,6 +8,7 @@ from detectors.adapters import parse_record
 from detectors.adapters.stream import RecordRef
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex, Match
+from detectors.ioc import Ioc
 from detectors.observation import Observation, SourceKind
 
 
@@ -46,6 +47,15 @@ def _same_account(identity: str, ioc_value: str) -> bool:
     return user == ioc_user and bool(ioc_domain) and "." not in ioc_domain and domain.split(".", 1)[0] == ioc_domain
 
 
+def _indicator_id(ioc: Ioc) -> str | None:
+    """Return the STIX indicator id the IOC came from, if its feed gave one."""
+    for name in ("indicator_id", "stix_id", "id"):
+        value = ioc.context.get(name)
+        if isinstance(value, str) and value.startswith("indicator--"):
+            return value
+    return None
+
+
 def build_sighting(observation: Observation, hit: Match, ref: EventRef, *, retro: bool = False) -> dict[str, Any]:
     """Return the sighting record published to the sightings topic, keyed by IOC.
 
@@ -65,6 +75,7 @@ def build_sighting(observation: Observation, hit: Match, ref: EventRef, *, retro
             "severity": ioc.severity,
             "confidence": ioc.confidence,
             "tags": ioc.tags,
+            **({"indicator_id": indicator_id} if (indicator_id := _indicator_id(ioc)) else {}),
         },
         "event": {
             "source": observation.source.value,
@@ -74,6 +85,7 @@ def build_sighting(observation: Observation, hit: Match, ref: EventRef, *, retro
             "field": hit.field,
             "stage": observation.stage.value,
             **ref.to_dict(),
+            **({"attributes": observation.attributes} if observation.attributes else {}),
         },
         "hosts": hosts,
         "users": users,

@@ -1,31 +1,62 @@
-"""Spread state per IOC and the "same IOC seen elsewhere" alert.
+"""Spread state per IOC: who saw it, when, and how far it got on each.
 
 The state is a plain JSON-compatible dict so the correlator can keep it in a
-Kafka-changelog-backed table and the offline replay in a dict. An IOC alerts
-once it has been seen by two distinct hosts or two distinct users, and again
-for every further new host or user; repeated sightings by known entities
-only update counts and never emit an alert.
+Kafka-changelog-backed table and the offline replay in a dict.
+
+An IOC is spread, and alerts, once its entities form more than one spread
+path: two distinct hosts, two distinct users, or a host and a user that no
+event links (a mailbox that received the file and an unrelated host that
+ran it). Every further new host or user raises an updated alert; repeated
+sightings by known entities only update counts. A CVE pushed as an IOC is
+different: every host a scanner reports it open on is news, so each new
+host alerts, the first one included.
 """
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass
 from typing import Any
 
+from detectors.alert import alert_id, build_alert
 from detectors.observation import STAGE_ORDER, Stage
-from detectors.observables import HASH_TYPES, ObservableType
-from detectors.timestamps import format_timestamp
 
-RULE_NAME = "IOC seen on more than one host or user"
-RULE_ID = "yokoten-spread"
-# ECS event.severity is numeric; these follow the usual 0-100 risk-score bands.
-SEVERITY_SCORE = {"low": 21, "medium": 47, "high": 73, "critical": 99}
 MAX_EVENT_REFS = 50
 RECENT_REFS = 500
+MAX_LINKS_PER_HOST = 20
+DAY_MS = 24 * 60 * 60 * 1000
+
+__all__ = ["SpreadPolicy", "alert_id", "apply_sighting", "build_alert", "is_spread", "new_state", "spread_paths"]
+
+
+@dataclass(frozen=True)
+class SpreadPolicy:
+    """Limits and thresholds of the spread state.
+
+    ``max_entities``: hosts and users tracked per IOC; beyond it only
+    ``overflow`` grows, so one noisy IOC cannot exhaust memory.
+    ``window_ms``: an entity not seen for this long before the IOC's newest
+    sighting ages out (None keeps every entity). ``org_wide_hosts``: hosts
+    at which the alert asks for an organisation-wide response.
+    """
+
+    max_entities: int = 1000
+    window_ms: int | None = 30 * DAY_MS
+    org_wide_hosts: int = 5
 
 
 def new_state() -> dict[str, Any]:
-    return {"ioc": {}, "hosts": {}, "users": {}, "sources": {}, "sightings": 0, "seq": 0, "refs": [], "recent": [], "overflow": 0}
+    return {
+        "ioc": {},
+        "hosts": {},
+        "users": {},
+        "links": {},
+        "sources": {},
+        "sightings": 0,
+        "seq": 0,
+        "refs": [],
+        "recent": [],
+        "overflow": 0,
+    }
 
 
 def _ref_id(event: dict[str, Any]) -> str:
@@ -38,10 +69,13 @@ def _touch_entity(
     """Record one sighting by entity ``name``; True when it is new, None when capped."""
     entry = table.get(name)
     stage = event["stage"]
+    attributes = event.get("attributes") or {}
     if entry is None:
         if len(table) >= max_entities:
             return None
         table[name] = {"first_seen": seen_ms, "last_seen": seen_ms, "count": 1, "sources": {event["source"]: 1}, "stage": stage}
+        if attributes:
+            table[name]["attributes"] = attributes
         return True
     entry["first_seen"] = min(entry["first_seen"], seen_ms)
     entry["last_seen"] = max(entry["last_seen"], seen_ms)
@@ -49,16 +83,57 @@ def _touch_entity(
     entry["sources"][event["source"]] = entry["sources"].get(event["source"], 0) + 1
     if STAGE_ORDER[Stage(stage)] > STAGE_ORDER[Stage(entry["stage"])]:
         entry["stage"] = stage
+    if attributes:
+        entry["attributes"] = attributes
     return False
 
 
-def apply_sighting(state: dict[str, Any], sighting: dict[str, Any], now_ms: int, max_entities: int = 1000) -> bool:
+def _age_out(state: dict[str, Any], window_ms: int | None) -> None:
+    """Drop entities not seen within ``window_ms`` before the IOC's newest sighting.
+
+    The reference is event time, not the wall clock, so a retro-hunt over old
+    events ages entities exactly as live processing did.
+    """
+    if window_ms is None or "last_seen" not in state:
+        return
+    cutoff = state["last_seen"] - window_ms
+    for table in (state["hosts"], state["users"]):
+        for name in [name for name, entry in table.items() if entry["last_seen"] < cutoff]:
+            del table[name]
+            state["links"].pop(name, None)
+    for host, users in list(state["links"].items()):
+        kept = [user for user in users if user in state["users"]]
+        if kept:
+            state["links"][host] = kept
+        else:
+            del state["links"][host]
+
+
+def _link(state: dict[str, Any], hosts: list[str], users: list[str]) -> None:
+    """Remember that an event named these hosts and users together."""
+    for host in hosts:
+        if host not in state["hosts"]:
+            continue
+        linked = state["links"].setdefault(host, [])
+        for user in users:
+            if user in state["users"] and user not in linked and len(linked) < MAX_LINKS_PER_HOST:
+                linked.append(user)
+
+
+def apply_sighting(
+    state: dict[str, Any],
+    sighting: dict[str, Any],
+    now_ms: int,
+    max_entities: int = 1000,
+    *,
+    policy: SpreadPolicy | None = None,
+) -> bool:
     """Fold one sighting into ``state``; return True when an alert is due.
 
     A sighting whose event reference was already applied (a redelivery after
-    a crash) changes nothing. ``max_entities`` caps hosts and users tracked
-    per IOC; beyond it only ``overflow`` grows.
+    a crash) changes nothing. ``policy`` overrides ``max_entities``.
     """
+    policy = policy or SpreadPolicy(max_entities=max_entities, window_ms=None)
     event = sighting["event"]
     ref = _ref_id(event)
     if ref in state["recent"]:
@@ -69,98 +144,55 @@ def apply_sighting(state: dict[str, Any], sighting: dict[str, Any], now_ms: int,
     seen_ms = event.get("timestamp_ms") or now_ms
     state["first_seen"] = min(state.get("first_seen", seen_ms), seen_ms)
     state["last_seen"] = max(state.get("last_seen", seen_ms), seen_ms)
+    _age_out(state, policy.window_ms)
     state["sightings"] += 1
     state["sources"][event["source"]] = state["sources"].get(event["source"], 0) + 1
     state["retro"] = bool(sighting.get("retro")) and state.get("retro", True)
-    new_entity = False
-    for table, names in ((state["hosts"], sighting["hosts"]), (state["users"], sighting["users"])):
-        for name in names:
-            added = _touch_entity(table, name, event, seen_ms, max_entities)
-            if added is None:
-                state["overflow"] += 1
-            new_entity = new_entity or bool(added)
+    new_host = new_user = False
+    for name in sighting["hosts"]:
+        added = _touch_entity(state["hosts"], name, event, seen_ms, policy.max_entities)
+        state["overflow"] += added is None
+        new_host = new_host or bool(added)
+    for name in sighting["users"]:
+        added = _touch_entity(state["users"], name, event, seen_ms, policy.max_entities)
+        state["overflow"] += added is None
+        new_user = new_user or bool(added)
+    _link(state, sighting["hosts"], sighting["users"])
     state["refs"].append(
-        {**{k: event[k] for k in ("topic", "partition", "offset", "source", "field")}, "hosts": sighting["hosts"], "users": sighting["users"]}
+        {
+            **{name: event[name] for name in ("topic", "partition", "offset", "source", "field")},
+            "hosts": sighting["hosts"],
+            "users": sighting["users"],
+        }
     )
     del state["refs"][:-MAX_EVENT_REFS]
-    return new_entity and is_spread(state)
+    if state["ioc"].get("type") == "cve":
+        return new_host
+    return (new_host or new_user) and is_spread(state)
+
+
+def spread_paths(state: dict[str, Any]) -> int:
+    """Count the connected groups of hosts and users, where an event naming both links them."""
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for host in state["hosts"]:
+        find(f"h:{host}")
+    for user in state["users"]:
+        find(f"u:{user}")
+    for host, users in state["links"].items():
+        for user in users:
+            parent[find(f"h:{host}")] = find(f"u:{user}")
+    return len({find(node) for node in parent})
 
 
 def is_spread(state: dict[str, Any]) -> bool:
-    """Return True when the IOC was seen by more than one host or more than one user."""
-    return len(state["hosts"]) >= 2 or len(state["users"]) >= 2
-
-
-def alert_id(ioc_key: str) -> str:
-    """Return the stable alert id of an IOC, so downstream systems keep the latest update."""
-    return hashlib.sha256(ioc_key.encode("utf-8")).hexdigest()[:32]
-
-
-def _entities(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": name,
-            "first_seen": format_timestamp(entry["first_seen"]),
-            "last_seen": format_timestamp(entry["last_seen"]),
-            "count": entry["count"],
-            "sources": entry["sources"],
-            "stage": entry["stage"],
-        }
-        for name, entry in sorted(table.items())
-    ]
-
-
-def build_alert(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    """Render the ECS alert document carrying the IOC's whole current scope.
-
-    Call after ``apply_sighting`` returned True; increments the sequence.
-    """
-    state["seq"] += 1
-    ioc = state["ioc"]
-    kind = ObservableType(ioc["type"])
-    indicator: dict[str, Any] = {
-        "type": ioc["stix_type"],
-        "value": ioc["value"],
-        "provider": ioc["source"],
-        "first_seen": format_timestamp(state["first_seen"]),
-        "last_seen": format_timestamp(state["last_seen"]),
-        "sightings": state["sightings"],
-    }
-    if ioc.get("confidence") is not None:
-        indicator["confidence"] = str(ioc["confidence"])
-    if kind in HASH_TYPES:
-        indicator["file"] = {"hash": {kind.value: ioc["value"]}}
-    identifier = alert_id(ioc["key"])
-    hosts = sorted(state["hosts"])
-    users = sorted(state["users"])
-    alert = {
-        "@timestamp": format_timestamp(now_ms),
-        "event": {
-            "kind": "alert",
-            "category": ["threat"],
-            "type": ["indicator"],
-            "severity": SEVERITY_SCORE.get(ioc["severity"], SEVERITY_SCORE["medium"]),
-            "id": f"{identifier}-{state['seq']}",
-        },
-        "rule": {"id": RULE_ID, "name": RULE_NAME},
-        "threat": {"indicator": indicator},
-        "related": {"hosts": hosts, "user": users},
-        "tags": ioc.get("tags", []),
-        "yokoten": {
-            "alert_id": identifier,
-            "sequence": state["seq"],
-            "ioc_key": ioc["key"],
-            "ioc_type": ioc["type"],
-            "severity": ioc["severity"],
-            "retro": state.get("retro", False),
-            "scope": {"hosts": _entities(state["hosts"]), "users": _entities(state["users"])},
-            "sources": state["sources"],
-            "entities_overflow": state["overflow"],
-            "sightings": state["refs"],
-        },
-    }
-    if (kind is ObservableType.IPV4 or kind is ObservableType.IPV6) and "/" not in ioc["value"]:
-        alert["related"]["ip"] = [ioc["value"]]
-    if kind in HASH_TYPES:
-        alert["related"]["hash"] = [ioc["value"]]
-    return alert
+    """Return True when the IOC reached two hosts, two users, or a host and an unlinked user."""
+    if len(state["hosts"]) >= 2 or len(state["users"]) >= 2:
+        return True
+    return spread_paths(state) >= 2

@@ -14,6 +14,7 @@ from detectors.adapters import formats
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex
 from detectors.observation import SourceKind
+from detectors.spread import DAY_MS, SpreadPolicy
 from service.config import ConfigError, load_settings
 from service.logs import configure_logging
 
@@ -29,7 +30,8 @@ def _run_replay(args: argparse.Namespace) -> int:
     from service.replay import Replay, load_feeds
 
     index = IocIndex(subdomains=not args.no_subdomains)
-    replay = Replay(index, _identity_rules(args), args.max_entities)
+    policy = SpreadPolicy(args.max_entities, int(args.window_days * DAY_MS), args.org_wide_hosts)
+    replay = Replay(index, _identity_rules(args), policy=policy)
     for path in [*args.iocs, *args.files]:
         if not path.is_file():
             print(f"yokoten replay: file not found: {path}", file=sys.stderr)
@@ -103,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--default-domain", help="DNS suffix for short host names and bare accounts")
     replay.add_argument("--domain-map", help="NetBIOS=DNS domain pairs, comma-separated")
     replay.add_argument("--max-entities", type=int, default=1000, help="hosts and users tracked per IOC (default 1000)")
+    replay.add_argument("--window-days", type=float, default=30.0, help="entities unseen this many days before an IOC's newest sighting age out (default 30)")
+    replay.add_argument("--org-wide-hosts", type=int, default=5, help="hosts at which an alert asks for an org-wide response (default 5)")
     replay.add_argument("--no-subdomains", action="store_true", help="domain IOCs match only the exact name")
     replay.add_argument("files", nargs="+", type=Path, help="event files, one record per line")
     replay.set_defaults(handler=_run_replay)

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from detectors.adapters import formats
 from detectors.identity import IdentityRules
 from detectors.observation import SourceKind
+from detectors.spread import DAY_MS, SpreadPolicy
 
 DEFAULT_INPUTS = "yokoten.mail:mail:auto,yokoten.proxy:proxy:auto,yokoten.edr:edr:auto"
 
@@ -71,6 +72,11 @@ class Settings(BaseSettings):
     domain_map: str = Field("", description="NetBIOS=DNS domain pairs, comma-separated, e.g. EXAMPLE=example.com")
     subdomains: bool = Field(True, description="Domain IOCs also match their subdomains")
     max_entities: int = Field(1000, ge=2, description="Hosts and users tracked per IOC before only counts grow")
+    spread_window_days: float = Field(30.0, gt=0, description="Entities not seen for this many days before an IOC's newest sighting age out")
+    org_wide_hosts: int = Field(5, ge=2, description="Hosts at which an alert asks for an organisation-wide response")
+    stix_sightings_topic: str = Field(
+        "yokoten.stix-sightings", description="Topic for STIX 2.1 Sighting bundles; empty disables them"
+    )
     metrics_port: int = Field(9308, ge=0, le=65535, description="Prometheus and health HTTP port; 0 disables it")
     metrics_host: str = Field("127.0.0.1", description="Address the metrics and health server binds to")
     security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
@@ -102,6 +108,9 @@ class Settings(BaseSettings):
     def identity_rules(self) -> IdentityRules:
         pairs = (part.split("=", 1) for part in self.domain_map.split(",") if "=" in part)
         return IdentityRules(self.default_domain, {netbios.strip(): dns.strip() for netbios, dns in pairs})
+
+    def spread_policy(self) -> SpreadPolicy:
+        return SpreadPolicy(self.max_entities, int(self.spread_window_days * DAY_MS), self.org_wide_hosts)
 
     def kafka_options(self) -> dict[str, object]:
         """Return the aiokafka connection options shared by consumers, producers and admin."""

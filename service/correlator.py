@@ -19,6 +19,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from detectors.spread import apply_sighting, build_alert, new_state
+from detectors.stix_sighting import build_sighting_bundle
 from service import metrics
 from service.config import Settings
 from service.http import start_http_server
@@ -63,6 +64,12 @@ def create_app(settings: Settings) -> faust.App:
         settings.sightings_topic, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
     )
     alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
+    stix_topic = (
+        app.topic(settings.stix_sightings_topic, key_serializer="raw", value_serializer="raw")
+        if settings.stix_sightings_topic
+        else None
+    )
+    policy = settings.spread_policy()
     dead_letter_topic = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
     spread = app.Table("spread", default=None, partitions=settings.partitions)
     state_ready = {"recovered": False}
@@ -101,7 +108,11 @@ def create_app(settings: Settings) -> faust.App:
             key = sighting["ioc"]["key"]
             state = spread.get(key) or new_state()
             now_ms = int(time.time() * 1000)
-            alert = build_alert(state, now_ms) if apply_sighting(state, sighting, now_ms, settings.max_entities) else None
+            due = apply_sighting(state, sighting, now_ms, policy=policy)
+            alert = build_alert(state, now_ms, policy.org_wide_hosts) if due else None
+            if stix_topic is not None and (due or state["sightings"] == 1):
+                bundle = build_sighting_bundle(state, now_ms)
+                await send_acknowledged(stix_topic, key.encode("utf-8"), orjson.dumps(bundle))
             if alert is not None:
                 await send_acknowledged(alerts_topic, alert["yokoten"]["alert_id"].encode("ascii"), orjson.dumps(alert))
                 metrics.ALERTS.labels(severity=alert["yokoten"]["severity"]).inc()

@@ -23,7 +23,7 @@ from detectors.index import IocIndex
 from detectors.adapters.stream import RecordRef, StreamParser
 from detectors.matcher import sightings_of
 from detectors.observation import Observation, SourceKind
-from detectors.spread import apply_sighting, build_alert, new_state
+from detectors.spread import SpreadPolicy, apply_sighting, build_alert, new_state
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,10 @@ def _records(path: Path) -> Iterator[tuple[int, bytes]]:
 class Replay:
     """Replays event files through the matcher and the spread state in memory."""
 
-    def __init__(self, index: IocIndex, rules: IdentityRules, max_entities: int = 1000) -> None:
+    def __init__(self, index: IocIndex, rules: IdentityRules, max_entities: int = 1000, policy: SpreadPolicy | None = None) -> None:
         self.index = index
         self.rules = rules
-        self.max_entities = max_entities
+        self.policy = policy or SpreadPolicy(max_entities=max_entities)
         self.states: dict[str, dict[str, Any]] = {}
         self.summary = ReplaySummary()
 
@@ -116,8 +116,8 @@ class Replay:
             for sighting in sightings_of(observation, ref, self.index, now_ms):
                 self.summary.sightings += 1
                 state = self.states.setdefault(sighting["ioc"]["key"], new_state())
-                if apply_sighting(state, sighting, now_ms, self.max_entities):
-                    alerts_out.write(orjson.dumps(build_alert(state, now_ms)) + b"\n")
+                if apply_sighting(state, sighting, now_ms, policy=self.policy):
+                    alerts_out.write(orjson.dumps(build_alert(state, now_ms, self.policy.org_wide_hosts)) + b"\n")
                     alerts_out.flush()
                     self.summary.alerts += 1
 

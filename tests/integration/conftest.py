@@ -71,6 +71,7 @@ class Stack:
             "YOKOTEN_SIGHTINGS_TOPIC": f"t{run}.sightings",
             "YOKOTEN_ALERTS_TOPIC": f"t{run}.alerts",
             "YOKOTEN_DEAD_LETTER_TOPIC": f"t{run}.dead-letter",
+            "YOKOTEN_STIX_SIGHTINGS_TOPIC": f"t{run}.stix-sightings",
             "YOKOTEN_MATCHER_GROUP": f"matcher-{run}",
             "YOKOTEN_CORRELATOR_ID": f"correlator-{run}",
             "YOKOTEN_PARTITIONS": "2",

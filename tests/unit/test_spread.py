@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from detectors.spread import RULE_ID, alert_id, apply_sighting, build_alert, new_state
+from detectors.alert import RULE_ID
+from detectors.spread import alert_id, apply_sighting, build_alert, new_state
 
 NOW = 1_714_694_400_000  # 2024-05-03T00:00:00Z
 H256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
