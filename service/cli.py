@@ -74,6 +74,12 @@ def _run_correlator(args: argparse.Namespace) -> int:
     return run_correlator(load_settings())
 
 
+def _run_retro_hunt(args: argparse.Namespace) -> int:
+    from service.retro_hunt import run_retro_hunter
+
+    return asyncio.run(run_retro_hunter(load_settings()))
+
+
 def _run_produce(args: argparse.Namespace) -> int:
     from service.feed_producer import produce_lines
 
@@ -125,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("matcher", help="run a matcher worker").set_defaults(handler=_run_matcher)
     commands.add_parser("correlator", help="run the correlator (faust worker)").set_defaults(handler=_run_correlator)
+    commands.add_parser("retro-hunt", help="hunt newly added IOCs through the input topics' history (one instance)").set_defaults(
+        handler=_run_retro_hunt
+    )
 
     produce = commands.add_parser("produce", help="produce the lines of files to a topic, one record per line")
     produce.add_argument("--topic", required=True, help="target topic")

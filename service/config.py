@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     alerts_topic: str = Field("yokoten.alerts", description="Correlated alerts, keyed by alert id")
     dead_letter_topic: str = Field("yokoten.dead-letter", description="Rejected records with the reason in headers")
     matcher_group: str = Field("yokoten-matcher", description="Consumer group of the matcher workers")
+    retro_group: str = Field("yokoten-retro-hunt", description="Consumer group of the retro-hunter on the IOC topic")
+    retro_lookback_hours: float = Field(
+        7 * 24, gt=0, description="How far back a retro-hunt reads the input topics, in hours (at most their retention)"
+    )
+    retro_batch_seconds: float = Field(10.0, ge=0, description="IOCs added within this many seconds share one retro-hunt pass")
     correlator_id: str = Field("yokoten-correlator", description="faust application id of the correlator")
     partitions: int = Field(4, ge=1, description="Partitions of topics created by 'yokoten topics create'")
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics")

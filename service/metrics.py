@@ -31,6 +31,8 @@ EVENT_DELAY_SECONDS = Histogram(
 CONSUMER_LAG = Gauge(
     "yokoten_consumer_lag", "Records between the matcher position and the partition end", ["topic", "partition"]
 )
+RETRO_RECORDS = Counter("yokoten_retro_hunt_records_total", "Input records re-read by retro-hunt passes")
+RETRO_PASSES = Counter("yokoten_retro_hunt_passes_total", "Retro-hunt passes completed")
 READY = Gauge("yokoten_ready", "1 once the IOC set is loaded and partitions are assigned")
 
 

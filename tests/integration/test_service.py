@@ -162,8 +162,9 @@ def test_sightings_follow_schema_and_commit(stack: Stack, tmp_path: Path) -> Non
 
 def _metric(port: int, name: str, labels: str) -> float:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
     for line in body.splitlines():
-        if line.startswith(f"{name}{{{labels}}}"):
+        if line.startswith(prefix):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -259,3 +260,46 @@ def test_demo_prints_every_sample_alert() -> None:
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     assert len(lines) == 9
     assert any(line.startswith("ALERT #4 file a165653b") and "ws02.corp.example (executed)" in line for line in lines)
+
+
+def test_retro_hunt_finds_history_for_new_iocs(stack: Stack, tmp_path: Path) -> None:
+    def event(host: str, offset_hint: int) -> bytes:
+        return orjson.dumps(
+            {
+                "@timestamp": "2026-01-01T00:00:00Z",
+                "event": {"category": ["web"]},
+                "host": {"name": host},
+                "url": {"full": f"https://late.example.org/p{offset_hint}"},
+            }
+        )
+
+    run(produce(stack.settings.bootstrap_servers, stack.topic("proxy"), [event(f"ws{i}.example.com", i) for i in range(3)]))
+    port = _free_port()
+    stack.start("correlator")
+    stack.start("retro-hunt", {"YOKOTEN_METRICS_PORT": str(port), "YOKOTEN_RETRO_BATCH_SECONDS": "1"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.3)
+    feed = tmp_path / "late.txt"
+    feed.write_text("late[.]example[.]org\n")
+    stack.yokoten("ioc", "push", str(feed))
+
+    sightings = run(consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: len(r) >= 3, timeout=60))
+    alerts = run(consume(stack.settings.bootstrap_servers, stack.topic("alerts"), lambda r: len(r) >= 2, timeout=60))
+    assert len(sightings) == 3, stack.logs()
+    assert all(orjson.loads(record.value)["retro"] for record in sightings)
+    final = final_alerts(alerts_of(alerts))["domain-name:late.example.org"]
+    assert final["related"]["hosts"] == ["ws0.example.com", "ws1.example.com", "ws2.example.com"]
+    assert final["yokoten"]["retro"] is True
+
+    # A metadata update of a known IOC starts no new pass.
+    feed.write_text("type,value,severity\ndomain-name,late.example.org,critical\n")
+    stack.yokoten("ioc", "push", str(feed))
+    time.sleep(4)
+    assert _metric(port, "yokoten_retro_hunt_passes_total", "") == 1.0
+    again = run(consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: False, timeout=2))
+    assert len(again) == 3
