@@ -9,8 +9,11 @@ from detectors.adapters.stream import RecordRef
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex, Match
 from detectors.ioc import Ioc
+from detectors.observables import ObservableType
 from detectors.observation import Observation, SourceKind
 
+
+IMPLICIT_SOURCE = "yokoten-implicit"
 
 # A sighting's event reference; the same type as the stream parser's record ref.
 EventRef = RecordRef
@@ -27,11 +30,25 @@ def match(observation: Observation, index: IocIndex, now_ms: int) -> list[Match]
         for ioc in index.lookup(observable.type, observable.value, now_ms):
             if ioc.key not in found:
                 found[ioc.key] = Match(ioc, observable.field)
+        if observable.type is ObservableType.CVE:
+            key = f"cve:{observable.value}"
+            if key not in found:
+                found[key] = Match(implicit_cve(observable.value), observable.field)
     for field, text in observation.free_text:
         for ioc in index.search_text(text, now_ms):
             if ioc.key not in found:
                 found[ioc.key] = Match(ioc, field)
     return list(found.values())
+
+
+def implicit_cve(cve: str) -> Ioc:
+    """Return the IOC that every CVE observable matches even when no feed listed it.
+
+    Scanner findings feed each CVE's exposure state through it, so that when
+    a detection event names the CVE, the alert already lists every host where
+    it is open. Such an IOC alerts only once a non-scanner source saw it.
+    """
+    return Ioc(type=ObservableType.CVE, value=cve, source=IMPLICIT_SOURCE, severity="medium", tags=["implicit"])
 
 
 def _same_account(identity: str, ioc_value: str) -> bool:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from detectors.alert import alert_id, build_alert
+
+IMPLICIT_SOURCE = "yokoten-implicit"
 from detectors.observation import STAGE_ORDER, Stage
 
 MAX_EVENT_REFS = 50
@@ -167,8 +169,24 @@ def apply_sighting(
     )
     del state["refs"][:-MAX_EVENT_REFS]
     if state["ioc"].get("type") == "cve":
-        return new_host
+        return _exposure_due(state, event["source"], new_host)
     return (new_host or new_user) and is_spread(state)
+
+
+def _exposure_due(state: dict[str, Any], source: str, new_host: bool) -> bool:
+    """Decide whether a CVE sighting raises an exposure alert.
+
+    A pushed CVE IOC alerts for each new host. A CVE known only from scanner
+    findings stays silent until a detection source (EDR, proxy, network,
+    mail) names it, then alerts with every exposed host, and again for each
+    new host.
+    """
+    if state["ioc"].get("source") != IMPLICIT_SOURCE:
+        return new_host
+    first_detection = source != "vuln" and not state.get("detected", False)
+    if first_detection:
+        state["detected"] = True
+    return bool(state.get("detected")) and (new_host or first_detection)
 
 
 def spread_paths(state: dict[str, Any]) -> int:

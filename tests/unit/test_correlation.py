@@ -150,3 +150,32 @@ def test_stix_sighting_uses_feed_indicator_id() -> None:
     bundle = build_sighting_bundle(state, NOW)
     assert [obj["type"] for obj in bundle["objects"]] == ["identity", "sighting"]
     assert bundle["objects"][-1]["sighting_of_ref"] == ioc["indicator_id"]
+
+
+def test_scanner_only_cve_stays_silent_until_detected() -> None:
+    cve = {**_ioc("cve", "CVE-2017-0144", severity="medium", confidence=None), "source": "yokoten-implicit"}
+    state = new_state()
+    scans = [
+        apply_sighting(state, _sighting(offset, [f"srv{offset}.example.com"], [], source="vuln", stage="contacted", ioc=cve,
+                                        attributes={"cvss": 8.1}), NOW, policy=POLICY)
+        for offset in range(3)
+    ]
+    detection = apply_sighting(state, _sighting(9, ["srv0.example.com"], [], source="edr", ioc=cve), NOW, policy=POLICY)
+    later_scan = apply_sighting(state, _sighting(10, ["srv7.example.com"], [], source="vuln", stage="contacted", ioc=cve,
+                                                 attributes={"cvss": 8.1}), NOW, policy=POLICY)
+    assert scans == [False, False, False]
+    assert detection is True
+    assert later_scan is True
+    assert len(build_alert(state, NOW)["yokoten"]["scope"]["hosts"]) == 4
+
+
+def test_cve_observable_matches_without_feed() -> None:
+    from detectors.index import IocIndex
+    from detectors.matcher import match
+    from detectors.observables import ObservableType
+    from detectors.observation import Observable, Observation, SourceKind
+
+    observation = Observation(source=SourceKind.VULN, timestamp_ms=NOW, hosts=["srv1.example.com"],
+                              observables=[Observable(ObservableType.CVE, "CVE-2021-44228", "vulnerability.id")])
+    hits = match(observation, IocIndex(), NOW)
+    assert [(hit.ioc.key, hit.ioc.source) for hit in hits] == [("cve:CVE-2021-44228", "yokoten-implicit")]
