@@ -17,12 +17,14 @@ from collections.abc import Awaitable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from detectors.exceptions import MalformedRecordError
 from detectors.index import IocIndex
-from detectors.matcher import EventRef, match_record
+from detectors.adapters.stream import RecordRef, StreamParser
+from detectors.matcher import sightings_of
+from detectors.observation import Observation
 from service import metrics
 from service.config import InputBinding, Settings
 from service.dead_letter import dead_letter_headers
@@ -43,8 +45,8 @@ class MatcherWorker:
         self.bindings: dict[str, InputBinding] = {binding.topic: binding for binding in settings.input_bindings}
         self.index = IocIndex(subdomains=settings.subdomains)
         self.feed = IocFeed(settings, self.index)
+        self.parsers: dict[TopicPartition, StreamParser] = {}
         self.consumer = AIOKafkaConsumer(
-            *self.bindings,
             group_id=settings.matcher_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -71,6 +73,7 @@ class MatcherWorker:
             await self.feed.load()
             follower = asyncio.create_task(self.feed.follow(), name="ioc-feed")
             await self.consumer.start()
+            self.consumer.subscribe(list(self.bindings), listener=_PartitionListener(self))
             log.info("Matcher started: group %s, topics %s", self.settings.matcher_group, ", ".join(self.bindings))
             backoff = 0.5
             while not self._stopping.is_set():
@@ -109,16 +112,38 @@ class MatcherWorker:
         pending: list[Awaitable[Any]] = []
         for tp, records in batches.items():
             binding = self.bindings[tp.topic]
+            parser = self._parser(tp, binding)
             for record in records:
-                pending.extend(await self._process_record(record, binding, now_ms))
+                pending.extend(await self._process_record(record, binding, parser, now_ms))
+        for tp, parser in self.parsers.items():
+            pending.extend(await self._produce_sightings(parser.expire(now_ms), self.bindings[tp.topic].source.value, now_ms))
+        metrics.JOIN_PENDING.set(sum(parser.pending for parser in self.parsers.values()))
         if pending:
             await asyncio.gather(*pending)
-        await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        await self.consumer.commit({tp: self._commit_offset(tp, records[-1].offset + 1) for tp, records in batches.items()})
         finished = time.perf_counter()
         metrics.BATCH_SECONDS.observe(finished - started)
         newest = max(records[-1].timestamp for records in batches.values())
         metrics.EVENT_DELAY_SECONDS.observe(max(0.0, time.time() - newest / 1000))
         self._publish_lag(batches)
+
+    def _parser(self, tp: TopicPartition, binding: InputBinding) -> StreamParser:
+        parser = self.parsers.get(tp)
+        if parser is None:
+            parser = self.parsers[tp] = StreamParser(binding.format, self.rules, binding.source)
+        return parser
+
+    def _commit_offset(self, tp: TopicPartition, next_offset: int) -> int:
+        """Never commit past a record still buffered by a join, so a restart reads it again."""
+        oldest = self.parsers[tp].oldest_offset() if tp in self.parsers else None
+        return next_offset if oldest is None else min(oldest, next_offset)
+
+    def forget_partitions(self, revoked: set[TopicPartition]) -> None:
+        """Drop per-partition state of partitions another worker now owns."""
+        for tp in revoked:
+            self.parsers.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
 
     def _publish_lag(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         for tp, records in batches.items():
@@ -127,26 +152,34 @@ class MatcherWorker:
                 lag = max(0, highwater - (records[-1].offset + 1))
                 metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
-    async def _process_record(self, record: ConsumerRecord, binding: InputBinding, now_ms: int) -> list[Awaitable[Any]]:
+    async def _process_record(
+        self, record: ConsumerRecord, binding: InputBinding, parser: StreamParser, now_ms: int
+    ) -> list[Awaitable[Any]]:
         source = binding.source.value
         metrics.EVENTS_CONSUMED.labels(source=source).inc()
-        ref = EventRef(record.topic, record.partition, record.offset)
+        ref = RecordRef(record.topic, record.partition, record.offset)
         try:
-            sightings = match_record(record.value, binding.format, binding.source, ref, self.index, self.rules, now_ms)
+            observations = parser.parse(record.value, ref, now_ms)
         except MalformedRecordError as error:
             return [await self._dead_letter(record, binding, error.reason, str(error))]
         except Exception as error:  # noqa: BLE001 - a bug on one record must not stop the stream
             log.exception("Internal error on %s[%d]@%d; sending it to the dead letter", record.topic, record.partition, record.offset)
             return [await self._dead_letter(record, binding, "internal_error", repr(error))]
+        return await self._produce_sightings(observations, source, now_ms)
+
+    async def _produce_sightings(
+        self, observations: list[tuple[Observation, RecordRef]], source: str, now_ms: int
+    ) -> list[Awaitable[Any]]:
         futures = []
-        for sighting in sightings:
-            metrics.MATCHES.labels(ioc_type=sighting["ioc"]["type"], source=source).inc()
-            futures.append(
-                await self.producer.send(
-                    self.settings.sightings_topic, key=sighting["ioc"]["key"].encode("utf-8"), value=orjson.dumps(sighting)
+        for observation, ref in observations:
+            for sighting in sightings_of(observation, ref, self.index, now_ms):
+                metrics.MATCHES.labels(ioc_type=sighting["ioc"]["type"], source=source).inc()
+                futures.append(
+                    await self.producer.send(
+                        self.settings.sightings_topic, key=sighting["ioc"]["key"].encode("utf-8"), value=orjson.dumps(sighting)
+                    )
                 )
-            )
-            metrics.SIGHTINGS_PRODUCED.inc()
+                metrics.SIGHTINGS_PRODUCED.inc()
         return futures
 
     async def _dead_letter(self, record: ConsumerRecord, binding: InputBinding, reason: str, message: str) -> Awaitable[Any]:
@@ -156,6 +189,20 @@ class MatcherWorker:
         )
         headers = dead_letter_headers(record, reason, message, binding.format)
         return await self.producer.send(self.settings.dead_letter_topic, key=record.key, value=record.value, headers=headers)
+
+
+class _PartitionListener(ConsumerRebalanceListener):
+    """Drops per-partition join state and lag series when partitions move to another worker."""
+
+    def __init__(self, worker: MatcherWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        log.info("Partitions revoked: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(revoked)) or "none")
+        self.worker.forget_partitions(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("Partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
 
 
 async def run_matcher(settings: Settings) -> int:

@@ -33,6 +33,7 @@ CONSUMER_LAG = Gauge(
 )
 RETRO_RECORDS = Counter("yokoten_retro_hunt_records_total", "Input records re-read by retro-hunt passes")
 RETRO_PASSES = Counter("yokoten_retro_hunt_passes_total", "Retro-hunt passes completed")
+JOIN_PENDING = Gauge("yokoten_join_pending", "Records or messages buffered by multi-record joins (Postfix, Defender)")
 READY = Gauge("yokoten_ready", "1 once the IOC set is loaded and partitions are assigned")
 
 
