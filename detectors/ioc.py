@@ -150,7 +150,7 @@ def _confidence(value: object) -> int | None:
         return None
     try:
         number = int(float(str(value)))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise FeedError(f"confidence {value!r} is not a number from 0 to 100", reason="field_type") from None
     if not 0 <= number <= 100:
         raise FeedError(f"confidence {value!r} is outside 0 to 100", reason="field_type")
@@ -193,7 +193,7 @@ def ioc_from_record(record: dict[str, Any]) -> Ioc:
         valid_from=_time(record, "valid_from"),
         valid_until=_time(record, "valid_until"),
         modified=_time(record, "modified"),
-        revoked=bool(record.get("revoked", False)),
+        revoked=record.get("revoked") is True or str(record.get("revoked")).lower() in ("true", "1"),
         description=record.get("description") if isinstance(record.get("description"), str) else None,
         context=context if isinstance(context, dict) else {},
     )

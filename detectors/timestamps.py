@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
+
+# Year 9999 in epoch milliseconds: larger numbers are not times.
+MAX_EPOCH_MS = 253_402_300_799_999
 
 
 def parse_timestamp(value: object) -> int | None:
@@ -16,7 +20,12 @@ def parse_timestamp(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        if not math.isfinite(number) or abs(number) > MAX_EPOCH_MS:
+            return None
         return int(number if number > 1e11 else number * 1000)
     if not isinstance(value, str):
         return None
@@ -24,7 +33,10 @@ def parse_timestamp(value: object) -> int | None:
     if not text:
         return None
     if text.replace(".", "", 1).isdigit():
-        return parse_timestamp(float(text))
+        try:
+            return parse_timestamp(float(text))
+        except (OverflowError, ValueError):
+            return None
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:

@@ -1,12 +1,16 @@
 """IOC feed parsers: feed text in, deduplicated ``Ioc`` records and per-line errors out.
 
-=====  =============================================================
-name   input
-=====  =============================================================
-plain  one indicator per line, ``#`` and ``//`` comment lines
-csv    a header row (plain or as the last ``#`` comment line), then rows
-auto   csv when a header names a value column or the rows are quoted
-=====  =============================================================
+=======  ===========================================================
+name     input
+=======  ===========================================================
+plain    one indicator per line, ``#`` and ``//`` comment lines
+csv      a header row (plain or as the last ``#`` comment line), then rows
+stix     a STIX 2.1 bundle or indicator (JSON), see detectors.feeds.stix
+misp     a MISP event or search response (JSON), see detectors.feeds.misp
+openioc  an OpenIOC 1.0 or 1.1 document (XML), see detectors.feeds.openioc
+auto     stix, misp or openioc when the content is one, else csv when a
+         header names a value column or the rows are quoted, else plain
+=======  ===========================================================
 
 The parsers take text or an iterable of lines and never open files, so the
 Kafka feed producer and the offline replay read a feed the same way. They
@@ -16,12 +20,14 @@ indicator must not stop a feed of thousands from loading.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from detectors.ioc import Ioc
 
-FEED_FORMATS = ("auto", "plain", "csv")
+FEED_FORMATS = ("auto", "plain", "csv", "stix", "misp", "openioc")
 
 # Maximum value length that any normaliser in detectors.observables accepts (the limit of parse_url).
 MAX_VALUE_LENGTH = 65536
@@ -29,6 +35,8 @@ MAX_VALUE_LENGTH = 65536
 MAX_MESSAGE_LENGTH = 400
 # detect_feed_format gives up looking for the header after this many comment or blank lines.
 MAX_DETECT_LINES = 1000
+# detect_structured looks for the first character of JSON or XML within this many characters.
+MAX_DETECT_CHARS = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,9 @@ class FeedRecordError:
 
     ``line`` is the 1-based physical line number where the record starts, or
     0 when the error concerns the whole input (wrong type, unknown format).
+    In stix, misp and openioc feeds it is the 1-based position of the STIX
+    object, MISP attribute or OpenIOC item, because a JSON or XML record has
+    no line of its own. A syntax error there is on its line.
     ``reason`` is a short, stable class for metrics, and ``message`` names the value.
     """
 
@@ -141,29 +152,74 @@ def parse_feed(text: str, fmt: str = "auto", *, source: str | None = None, name:
     if fmt not in FEED_FORMATS:
         message = f"unknown feed format {fmt!r} for feed {name}; use one of {', '.join(FEED_FORMATS)}"
         return FeedResult(errors=[record_error(0, "format", message)])
-    chosen = detect_feed_format(text) if fmt == "auto" else fmt
+    document: Any = text
+    if fmt == "auto":
+        structured = detect_structured(text)
+        chosen, document = structured if structured is not None else (_line_format(text), text)
+    else:
+        chosen = fmt
+    if chosen == "stix":
+        return parse_stix(document, source=source, name=name)
+    if chosen == "misp":
+        return parse_misp(document, source=source, name=name)
+    if chosen == "openioc":
+        return parse_openioc(text, source=source, name=name)
     if chosen == "csv":
         return parse_csv(text, source=source, name=name)
     return parse_plain(text, source=source, name=name)
 
 
 def detect_feed_format(text: str) -> str:
-    """Return ``"csv"`` or ``"plain"`` for feed text.
+    """Return ``"stix"``, ``"misp"``, ``"openioc"``, ``"csv"`` or ``"plain"`` for feed text.
 
-    CSV when the first non-comment line, or the last ``#`` comment line before
-    it, is a delimiter-separated header naming an IOC value column (``url``,
-    ``ioc``, ``indicator``, ...), or when that first line is a quoted CSV row.
-    Everything else is read as a plain list.
+    A JSON STIX bundle or indicator is stix, a JSON MISP event, search
+    response or feed manifest is misp, and XML whose root is ``ioc`` or
+    ``OpenIOC`` is openioc. Otherwise it is CSV when the first non-comment
+    line, or the last ``#`` comment line before it, is a delimiter-separated
+    header naming an IOC value column (``url``, ``ioc``, ``indicator``, ...),
+    or when that first line is a quoted CSV row. Everything else is read as
+    a plain list.
     """
     if not isinstance(text, str):
         return "plain"
+    structured = detect_structured(text)
+    return structured[0] if structured is not None else _line_format(text)
+
+
+def _line_format(text: str) -> str:
     return "csv" if looks_like_csv(iter_lines(text), MAX_DETECT_LINES) else "plain"
+
+
+def detect_structured(text: str) -> tuple[str, Any] | None:
+    """Return ``(format, parsed document)`` for STIX, MISP or OpenIOC text, else None.
+
+    JSON is parsed once here and the document handed to the parser. Only
+    text that starts with ``{`` or ``[`` is tried as JSON, so a plain or CSV
+    feed costs no JSON parse. XML is recognised by its root element only.
+    """
+    head = text[:MAX_DETECT_CHARS].lstrip("\ufeff \t\r\n")
+    if head.startswith("<"):
+        return ("openioc", text) if looks_like_openioc(head) else None
+    if not head.startswith(("{", "[")):
+        return None
+    try:
+        document = json.loads(text.removeprefix("\ufeff"))
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError; NDJSON lands here too.
+        return None
+    if looks_like_stix(document):
+        return "stix", document
+    if looks_like_misp(document):
+        return "misp", document
+    return None
 
 
 # The format modules import FeedResult and the helpers above from this package,
 # so they are imported once those names exist.
 from detectors.feeds.csv import looks_like_csv, parse_csv  # noqa: E402
+from detectors.feeds.misp import looks_like_misp, parse_misp, parse_misp_feed  # noqa: E402
+from detectors.feeds.openioc import looks_like_openioc, parse_openioc  # noqa: E402
 from detectors.feeds.plain import parse_plain  # noqa: E402
+from detectors.feeds.stix import looks_like_stix, parse_stix  # noqa: E402
 
 __all__ = [
     "FEED_FORMATS",
@@ -172,5 +228,9 @@ __all__ = [
     "detect_feed_format",
     "parse_csv",
     "parse_feed",
+    "parse_misp",
+    "parse_misp_feed",
+    "parse_openioc",
     "parse_plain",
+    "parse_stix",
 ]

@@ -438,9 +438,9 @@ def test_parse_feed_bytes_rejected() -> None:
 
 
 def test_parse_feed_unknown_format() -> None:
-    result = parse_feed("bad.example.net", "stix")
+    result = parse_feed("bad.example.net", "yaml")
     assert [(error.line, error.reason) for error in result.errors] == [(0, "format")]
-    assert "'stix'" in result.errors[0].message
+    assert "'yaml'" in result.errors[0].message
 
 
 # Edge cases, in both formats
