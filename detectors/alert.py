@@ -141,7 +141,9 @@ def build_alert(state: dict[str, Any], now_ms: int, org_wide_hosts: int = 5) -> 
             "severity": SEVERITY_SCORE[severity],
             "id": f"{identifier}-{state['seq']}",
         },
-        "rule": {"id": EXPOSURE_RULE_ID, "name": EXPOSURE_RULE_NAME} if exposure else {"id": RULE_ID, "name": RULE_NAME},
+        "rule": {"id": EXPOSURE_RULE_ID, "name": EXPOSURE_RULE_NAME}
+        if exposure
+        else {"id": RULE_ID, "name": RULE_NAME},
         "threat": {"indicator": indicator},
         "related": {"hosts": sorted(state["hosts"]), "user": sorted(state["users"])},
         "tags": ioc.get("tags", []),

@@ -11,9 +11,7 @@ from detectors.index import IocIndex, Match
 from detectors.ioc import Ioc
 from detectors.observables import ObservableType
 from detectors.observation import Observation, SourceKind
-
-
-IMPLICIT_SOURCE = "yokoten-implicit"
+from detectors.spread import IMPLICIT_SOURCE
 
 # A sighting's event reference; the same type as the stream parser's record ref.
 EventRef = RecordRef

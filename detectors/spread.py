@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from detectors.alert import alert_id, build_alert
+from detectors.observation import STAGE_ORDER, Stage
 
 IMPLICIT_SOURCE = "yokoten-implicit"
-from detectors.observation import STAGE_ORDER, Stage
 
 MAX_EVENT_REFS = 50
 RECENT_REFS = 500
@@ -75,7 +75,13 @@ def _touch_entity(
     if entry is None:
         if len(table) >= max_entities:
             return None
-        table[name] = {"first_seen": seen_ms, "last_seen": seen_ms, "count": 1, "sources": {event["source"]: 1}, "stage": stage}
+        table[name] = {
+            "first_seen": seen_ms,
+            "last_seen": seen_ms,
+            "count": 1,
+            "sources": {event["source"]: 1},
+            "stage": stage,
+        }
         if attributes:
             table[name]["attributes"] = attributes
         return True

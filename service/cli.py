@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from detectors.adapters import formats
+from detectors.feeds import FEED_FORMATS
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex
 from detectors.observation import SourceKind
@@ -33,7 +34,7 @@ def _run_replay(args: argparse.Namespace) -> int:
     policy = SpreadPolicy(args.max_entities, int(args.window_days * DAY_MS), args.org_wide_hosts)
     replay = Replay(index, _identity_rules(args), policy=policy)
     for path in [*args.iocs, *args.files]:
-        if not path.is_file():
+        if not path.exists():
             print(f"yokoten replay: file not found: {path}", file=sys.stderr)
             return 2
     load_feeds(args.iocs, index, replay.summary, int(time.time() * 1000))
@@ -94,7 +95,11 @@ def _run_alerts(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yokoten", description="Lateral-spread IOC sweeps over Kafka event streams.")
-    parser.add_argument("--log-level", default=os.environ.get("YOKOTEN_LOG_LEVEL", "INFO"), help="Python logging level (default INFO, or YOKOTEN_LOG_LEVEL)")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("YOKOTEN_LOG_LEVEL", "INFO"),
+        help="Python logging level (default INFO, or YOKOTEN_LOG_LEVEL)",
+    )
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -104,15 +109,33 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     replay = commands.add_parser("replay", help="match event files against IOC feeds without a broker")
-    replay.add_argument("--iocs", action="append", type=Path, default=[], required=True, help="IOC feed file (repeatable)")
+    replay.add_argument(
+        "--iocs", action="append", type=Path, default=[], required=True, help="IOC feed file (repeatable)"
+    )
     replay.add_argument("--dead-letter", type=Path, help="write rejected records to this file as JSON lines")
-    replay.add_argument("--format", default="auto", choices=formats(), help="record format of every file (default: detect per record)")
-    replay.add_argument("--source", choices=[kind.value for kind in SourceKind], help="source kind of records whose format does not fix it")
+    replay.add_argument(
+        "--format", default="auto", choices=formats(), help="record format of every file (default: detect per record)"
+    )
+    replay.add_argument(
+        "--source",
+        choices=[kind.value for kind in SourceKind],
+        help="source kind of records whose format does not fix it",
+    )
     replay.add_argument("--default-domain", help="DNS suffix for short host names and bare accounts")
     replay.add_argument("--domain-map", help="NetBIOS=DNS domain pairs, comma-separated")
     replay.add_argument("--max-entities", type=int, default=1000, help="hosts and users tracked per IOC (default 1000)")
-    replay.add_argument("--window-days", type=float, default=30.0, help="entities unseen this many days before an IOC's newest sighting age out (default 30)")
-    replay.add_argument("--org-wide-hosts", type=int, default=5, help="hosts at which an alert asks for an org-wide response (default 5)")
+    replay.add_argument(
+        "--window-days",
+        type=float,
+        default=30.0,
+        help="entities unseen this many days before an IOC's newest sighting age out (default 30)",
+    )
+    replay.add_argument(
+        "--org-wide-hosts",
+        type=int,
+        default=5,
+        help="hosts at which an alert asks for an org-wide response (default 5)",
+    )
     replay.add_argument("--no-subdomains", action="store_true", help="domain IOCs match only the exact name")
     replay.add_argument("files", nargs="+", type=Path, help="event files, one record per line")
     replay.set_defaults(handler=_run_replay)
@@ -124,16 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     ioc = commands.add_parser("ioc", help="manage the IOC feed topic")
     ioc_commands = ioc.add_subparsers(dest="ioc_command", required=True)
     push = ioc_commands.add_parser("push", help="produce a feed file to the IOC topic")
-    push.add_argument("file", type=Path, help="feed file (plain list or CSV)")
-    push.add_argument("--format", default="auto", help="feed format: auto, plain or csv")
+    push.add_argument("file", type=Path, help="feed file, or a MISP feed folder with manifest.json")
+    push.add_argument(
+        "--format", default="auto", choices=FEED_FORMATS, help="feed format (default: detected from the content)"
+    )
     push.add_argument("--source", help="feed name stored on each IOC (default: file name)")
     push.set_defaults(handler=_run_ioc_push)
 
     commands.add_parser("matcher", help="run a matcher worker").set_defaults(handler=_run_matcher)
     commands.add_parser("correlator", help="run the correlator (faust worker)").set_defaults(handler=_run_correlator)
-    commands.add_parser("retro-hunt", help="hunt newly added IOCs through the input topics' history (one instance)").set_defaults(
-        handler=_run_retro_hunt
-    )
+    commands.add_parser(
+        "retro-hunt", help="hunt newly added IOCs through the input topics' history (one instance)"
+    ).set_defaults(handler=_run_retro_hunt)
 
     produce = commands.add_parser("produce", help="produce the lines of files to a topic, one record per line")
     produce.add_argument("--topic", required=True, help="target topic")

@@ -42,7 +42,9 @@ def parse_inputs(text: str) -> list[InputBinding]:
             raise ValueError(f"input binding {entry!r} must be topic:source:format, such as yokoten.edr:edr:sysmon")
         topic, source, fmt = parts
         if source not in {kind.value for kind in SourceKind}:
-            raise ValueError(f"source kind {source!r} in {entry!r} must be one of {', '.join(k.value for k in SourceKind)}")
+            raise ValueError(
+                f"source kind {source!r} in {entry!r} must be one of {', '.join(k.value for k in SourceKind)}"
+            )
         if fmt not in formats():
             raise ValueError(f"format {fmt!r} in {entry!r} must be one of {', '.join(formats())}")
         bindings.append(InputBinding(topic, SourceKind(source), fmt))
@@ -67,7 +69,9 @@ class Settings(BaseSettings):
     retro_lookback_hours: float = Field(
         7 * 24, gt=0, description="How far back a retro-hunt reads the input topics, in hours (at most their retention)"
     )
-    retro_batch_seconds: float = Field(10.0, ge=0, description="IOCs added within this many seconds share one retro-hunt pass")
+    retro_batch_seconds: float = Field(
+        10.0, ge=0, description="IOCs added within this many seconds share one retro-hunt pass"
+    )
     correlator_id: str = Field("yokoten-correlator", description="faust application id of the correlator")
     partitions: int = Field(4, ge=1, description="Partitions of topics created by 'yokoten topics create'")
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics")
@@ -77,7 +81,9 @@ class Settings(BaseSettings):
     domain_map: str = Field("", description="NetBIOS=DNS domain pairs, comma-separated, e.g. EXAMPLE=example.com")
     subdomains: bool = Field(True, description="Domain IOCs also match their subdomains")
     max_entities: int = Field(1000, ge=2, description="Hosts and users tracked per IOC before only counts grow")
-    spread_window_days: float = Field(30.0, gt=0, description="Entities not seen for this many days before an IOC's newest sighting age out")
+    spread_window_days: float = Field(
+        30.0, gt=0, description="Entities not seen for this many days before an IOC's newest sighting age out"
+    )
     org_wide_hosts: int = Field(5, ge=2, description="Hosts at which an alert asks for an organisation-wide response")
     stix_sightings_topic: str = Field(
         "yokoten.stix-sightings", description="Topic for STIX 2.1 Sighting bundles; empty disables them"
@@ -90,7 +96,9 @@ class Settings(BaseSettings):
     sasl_password: SecretStr | None = Field(None, description="SASL password; never logged")
     log_level: str = Field("INFO", description="Python logging level")
     log_format: str = Field("text", pattern="^(text|json)$", description="Log lines as plain text or JSON objects")
-    shutdown_timeout_s: float = Field(30.0, gt=0, description="Longest wait for the current batch on SIGTERM, in seconds")
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for the current batch on SIGTERM, in seconds"
+    )
 
     @field_validator("inputs")
     @classmethod
@@ -119,7 +127,10 @@ class Settings(BaseSettings):
 
     def kafka_options(self) -> dict[str, object]:
         """Return the aiokafka connection options shared by consumers, producers and admin."""
-        options: dict[str, object] = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
+        options: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
         if self.sasl_mechanism:
             options["sasl_mechanism"] = self.sasl_mechanism
             options["sasl_plain_username"] = self.sasl_username

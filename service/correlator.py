@@ -74,7 +74,9 @@ def create_app(settings: Settings) -> faust.App:
     spread = app.Table("spread", default=None, partitions=settings.partitions)
     state_ready = {"recovered": False}
 
-    async def send_acknowledged(topic: faust.TopicT, key: bytes | None, value: bytes, headers: dict[str, bytes] | None = None) -> None:
+    async def send_acknowledged(
+        topic: faust.TopicT, key: bytes | None, value: bytes, headers: dict[str, bytes] | None = None
+    ) -> None:
         backoff = 0.5
         while True:
             try:
@@ -95,7 +97,9 @@ def create_app(settings: Settings) -> faust.App:
                 sighting = validate_sighting(event.value)
             except (ValueError, orjson.JSONDecodeError) as error:
                 metrics.RECORDS_REJECTED.labels(source="sightings", reason="sighting").inc()
-                log.warning("Dead-lettering sighting %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
+                log.warning(
+                    "Dead-lettering sighting %s[%d]@%d: %s", message.topic, message.partition, message.offset, error
+                )
                 headers = {
                     "yokoten.reason": b"sighting",
                     "yokoten.error": str(error).encode("utf-8")[:1024],

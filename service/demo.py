@@ -59,7 +59,9 @@ def _free_port() -> int:
 async def _print_alerts(
     bootstrap: str, topic: str, expected: int, timeout: float, as_json: bool, workers: list[subprocess.Popen[bytes]]
 ) -> int:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     seen = 0
     deadline = time.monotonic() + timeout
@@ -122,9 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         _yokoten(env, "ioc", "push", str(SAMPLES / "iocs.txt"))
         for source, file_name in SAMPLE_TOPICS.items():
             _yokoten(env, "produce", "--topic", f"yokoten.{source}", str(SAMPLES / file_name))
-        seen = asyncio.run(_print_alerts(broker.bootstrap, settings.alerts_topic, EXPECTED_ALERTS, args.timeout, args.json, workers))
+        seen = asyncio.run(
+            _print_alerts(broker.bootstrap, settings.alerts_topic, EXPECTED_ALERTS, args.timeout, args.json, workers)
+        )
         if seen < EXPECTED_ALERTS:
-            log.error("Only %d of %d alerts arrived within %.0f s; see the worker logs in %s", seen, EXPECTED_ALERTS, args.timeout, logs_dir)
+            log.error(
+                "Only %d of %d alerts arrived within %.0f s; see the worker logs in %s",
+                seen,
+                EXPECTED_ALERTS,
+                args.timeout,
+                logs_dir,
+            )
             return 1
         log.info("All %d alerts arrived; the 3 malformed sample records are on the yokoten.dead-letter topic", seen)
         return 0

@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from detectors.feeds import parse_feed
 from service.config import Settings
+from service.feed_files import read_feed
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,10 @@ async def push_feed(settings: Settings, path: Path, fmt: str, source: str | None
     lines (the good ones are still produced), 2 when the file is unreadable.
     """
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        result = read_feed(path, fmt, source)
     except OSError as error:
         print(f"yokoten ioc push: cannot read {path}: {error}", file=sys.stderr)
         return 2
-    result = parse_feed(text, fmt, source=source or path.stem, name=path.name)
     for error in result.errors:
         print(f"yokoten ioc push: {path}:{error.line}: rejected ({error.reason}): {error.message}", file=sys.stderr)
     producer = AIOKafkaProducer(acks="all", **settings.kafka_options())  # type: ignore[arg-type]
@@ -41,7 +40,10 @@ async def push_feed(settings: Settings, path: Path, fmt: str, source: str | None
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    print(f"yokoten ioc push: {len(result.iocs)} IOCs produced to {settings.ioc_topic}, {len(result.errors)} lines rejected", file=sys.stderr)
+    print(
+        f"yokoten ioc push: {len(result.iocs)} IOCs produced to {settings.ioc_topic}, {len(result.errors)} lines rejected",
+        file=sys.stderr,
+    )
     return 1 if result.errors else 0
 
 
@@ -68,7 +70,10 @@ async def produce_lines(settings: Settings, topic: str, paths: list[Path]) -> in
 async def print_alerts(settings: Settings, idle_timeout: float, expect: int) -> int:
     """Print alerts from the start of the alerts topic as JSON lines until idle or ``expect`` reached."""
     consumer = AIOKafkaConsumer(
-        settings.alerts_topic, auto_offset_reset="earliest", enable_auto_commit=False, **settings.kafka_options()  # type: ignore[arg-type]
+        settings.alerts_topic,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **settings.kafka_options(),  # type: ignore[arg-type]
     )
     await consumer.start()
     printed = 0

@@ -35,7 +35,9 @@ class IocFeed:
         self._errors = 0
         self._newest_ms = 0
         self._consumer = AIOKafkaConsumer(
-            enable_auto_commit=False, auto_offset_reset="earliest", **settings.kafka_options()  # type: ignore[arg-type]
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **settings.kafka_options(),  # type: ignore[arg-type]
         )
 
     async def start(self, timeout_s: float = 60.0) -> None:
@@ -53,7 +55,9 @@ class IocFeed:
         while not self._consumer.assignment():
             if time.monotonic() > deadline:
                 await self._consumer.stop()
-                raise RuntimeError(f"no partitions of IOC topic {self.settings.ioc_topic!r} assigned after {timeout_s:.0f} s")
+                raise RuntimeError(
+                    f"no partitions of IOC topic {self.settings.ioc_topic!r} assigned after {timeout_s:.0f} s"
+                )
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
@@ -70,7 +74,13 @@ class IocFeed:
         self.index.rebuild()
         self.loaded = True
         metrics.publish_ioc_counts(self.index.count_by_type())
-        log.info("Loaded %d IOCs from %d records of %s in %.1f s", len(self.index), applied, self.settings.ioc_topic, time.monotonic() - started)
+        log.info(
+            "Loaded %d IOCs from %d records of %s in %.1f s",
+            len(self.index),
+            applied,
+            self.settings.ioc_topic,
+            time.monotonic() - started,
+        )
         return applied
 
     async def _behind(self, end_offsets: dict[TopicPartition, int]) -> bool:

@@ -59,7 +59,9 @@ class RateLimitedLog:
         if start is None or now - start >= self.interval_s:
             suppressed = self._counts.get(kind, 0) - self.burst
             if suppressed > 0:
-                self.logger.warning("%d more %s messages suppressed in the last %.0f s", suppressed, kind, now - (start or now))
+                self.logger.warning(
+                    "%d more %s messages suppressed in the last %.0f s", suppressed, kind, now - (start or now)
+                )
             self._window_start[kind] = now
             self._counts[kind] = 0
         self._counts[kind] += 1

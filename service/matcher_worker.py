@@ -20,9 +20,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from detectors.adapters.stream import RecordRef, StreamParser
 from detectors.exceptions import MalformedRecordError
 from detectors.index import IocIndex
-from detectors.adapters.stream import RecordRef, StreamParser
 from detectors.matcher import sightings_of
 from detectors.observation import Observation
 from service import metrics
@@ -34,6 +34,10 @@ from service.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
+# Not ready when no fetch response arrived, or one batch waited for the
+# broker, for this long: a healthy consumer hears from the broker every
+# fetch wait (0.5 s) even when idle.
+STALL_SECONDS = 10.0
 
 
 class MatcherWorker:
@@ -56,9 +60,46 @@ class MatcherWorker:
         self.producer = AIOKafkaProducer(acks="all", linger_ms=5, **settings.kafka_options())  # type: ignore[arg-type]
         self._stopping = asyncio.Event()
         self._rejections = RateLimitedLog(log)
+        self._batch_started: float | None = None
+        self._batch_failing = False
 
     def is_ready(self) -> bool:
-        return self.feed.loaded and bool(self.consumer.assignment())
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why the worker is not ready, or None when it is.
+
+        Ready means: the IOC set is loaded, partitions are assigned, the last
+        batch did not fail, no batch has waited for the broker longer than
+        STALL_SECONDS, and a fetch response arrived within STALL_SECONDS.
+        """
+        if not self.feed.loaded:
+            return "IOC set not loaded"
+        if self._batch_failing:
+            return "batches fail"
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return "no partitions assigned"
+        if self._batch_started is not None and time.monotonic() - self._batch_started > STALL_SECONDS:
+            return f"a batch has waited for the broker over {STALL_SECONDS:.0f} s"
+        polled = [stamp for tp in assignment if (stamp := self.consumer.last_poll_timestamp(tp)) is not None]
+        if not polled or time.time() * 1000 - max(polled) > STALL_SECONDS * 1000:
+            return f"no fetch response for over {STALL_SECONDS:.0f} s"
+        return None
+
+    async def _watch_readiness(self) -> None:
+        """Publish readiness every second and log when it changes, also while a batch is stuck."""
+        reason: str | None = "starting"
+        while True:
+            current = self.not_ready_reason()
+            metrics.READY.set(0 if current else 1)
+            if current != reason:
+                if current is None:
+                    log.info("Ready")
+                else:
+                    log.warning("Not ready: %s", current)
+                reason = current
+            await asyncio.sleep(1.0)
 
     def request_stop(self) -> None:
         log.info("Stop requested; finishing the current batch")
@@ -67,6 +108,7 @@ class MatcherWorker:
     async def run(self) -> None:
         """Load the IOC set, then match batches until ``request_stop``."""
         follower: asyncio.Task[None] | None = None
+        watcher = asyncio.create_task(self._watch_readiness(), name="readiness")
         try:
             await self.producer.start()
             await self.feed.start()
@@ -77,7 +119,6 @@ class MatcherWorker:
             log.info("Matcher started: group %s, topics %s", self.settings.matcher_group, ", ".join(self.bindings))
             backoff = 0.5
             while not self._stopping.is_set():
-                metrics.READY.set(1 if self.is_ready() else 0)
                 batches = await self.consumer.getmany(
                     timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
                 )
@@ -86,14 +127,22 @@ class MatcherWorker:
                 try:
                     await self.process_batch(batches)
                     backoff = 0.5
+                    self._batch_failing = False
                 except KafkaError as error:
+                    self._batch_failing = True
                     metrics.BATCH_RETRIES.inc()
                     log.warning("Batch failed (%s); re-reading it in %.1f s", error, backoff)
+                    # A rebalance during the batch may have moved partitions to
+                    # another worker, which reads them from the committed offset;
+                    # seeking one no longer assigned would raise and stop this worker.
+                    assigned = self.consumer.assignment()
                     for tp, records in batches.items():
-                        self.consumer.seek(tp, records[0].offset)
+                        if tp in assigned:
+                            self.consumer.seek(tp, records[0].offset)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         finally:
+            watcher.cancel()
             if follower is not None:
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -106,6 +155,13 @@ class MatcherWorker:
 
     async def process_batch(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Match one batch, wait for every produce to be acknowledged, then commit."""
+        self._batch_started = time.monotonic()
+        try:
+            await self._process_batch(batches)
+        finally:
+            self._batch_started = None
+
+    async def _process_batch(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         started = time.perf_counter()
         self.index.prepare()
         now_ms = int(time.time() * 1000)
@@ -116,11 +172,15 @@ class MatcherWorker:
             for record in records:
                 pending.extend(await self._process_record(record, binding, parser, now_ms))
         for tp, parser in self.parsers.items():
-            pending.extend(await self._produce_sightings(parser.expire(now_ms), self.bindings[tp.topic].source.value, now_ms))
+            pending.extend(
+                await self._produce_sightings(parser.expire(now_ms), self.bindings[tp.topic].source.value, now_ms)
+            )
         metrics.JOIN_PENDING.set(sum(parser.pending for parser in self.parsers.values()))
         if pending:
             await asyncio.gather(*pending)
-        await self.consumer.commit({tp: self._commit_offset(tp, records[-1].offset + 1) for tp, records in batches.items()})
+        await self.consumer.commit(
+            {tp: self._commit_offset(tp, records[-1].offset + 1) for tp, records in batches.items()}
+        )
         finished = time.perf_counter()
         metrics.BATCH_SECONDS.observe(finished - started)
         newest = max(records[-1].timestamp for records in batches.values())
@@ -163,7 +223,12 @@ class MatcherWorker:
         except MalformedRecordError as error:
             return [await self._dead_letter(record, binding, error.reason, str(error))]
         except Exception as error:  # noqa: BLE001 - a bug on one record must not stop the stream
-            log.exception("Internal error on %s[%d]@%d; sending it to the dead letter", record.topic, record.partition, record.offset)
+            log.exception(
+                "Internal error on %s[%d]@%d; sending it to the dead letter",
+                record.topic,
+                record.partition,
+                record.offset,
+            )
             return [await self._dead_letter(record, binding, "internal_error", repr(error))]
         return await self._produce_sightings(observations, source, now_ms)
 
@@ -176,19 +241,31 @@ class MatcherWorker:
                 metrics.MATCHES.labels(ioc_type=sighting["ioc"]["type"], source=source).inc()
                 futures.append(
                     await self.producer.send(
-                        self.settings.sightings_topic, key=sighting["ioc"]["key"].encode("utf-8"), value=orjson.dumps(sighting)
+                        self.settings.sightings_topic,
+                        key=sighting["ioc"]["key"].encode("utf-8"),
+                        value=orjson.dumps(sighting),
                     )
                 )
                 metrics.SIGHTINGS_PRODUCED.inc()
         return futures
 
-    async def _dead_letter(self, record: ConsumerRecord, binding: InputBinding, reason: str, message: str) -> Awaitable[Any]:
+    async def _dead_letter(
+        self, record: ConsumerRecord, binding: InputBinding, reason: str, message: str
+    ) -> Awaitable[Any]:
         metrics.RECORDS_REJECTED.labels(source=binding.source.value, reason=reason).inc()
         self._rejections.warning(
-            reason, "Dead-lettering %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, reason, message[:300]
+            reason,
+            "Dead-lettering %s[%d]@%d (%s): %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+            message[:300],
         )
         headers = dead_letter_headers(record, reason, message, binding.format)
-        return await self.producer.send(self.settings.dead_letter_topic, key=record.key, value=record.value, headers=headers)
+        return await self.producer.send(
+            self.settings.dead_letter_topic, key=record.key, value=record.value, headers=headers
+        )
 
 
 class _PartitionListener(ConsumerRebalanceListener):
@@ -202,7 +279,9 @@ class _PartitionListener(ConsumerRebalanceListener):
         self.worker.forget_partitions(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("Partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
+        log.info(
+            "Partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none"
+        )
 
 
 async def run_matcher(settings: Settings) -> int:

@@ -16,14 +16,14 @@ from typing import IO, Any
 
 import orjson
 
+from detectors.adapters.stream import RecordRef, StreamParser
 from detectors.exceptions import MalformedRecordError
-from detectors.feeds import parse_feed
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex
-from detectors.adapters.stream import RecordRef, StreamParser
 from detectors.matcher import sightings_of
 from detectors.observation import Observation, SourceKind
 from detectors.spread import SpreadPolicy, apply_sighting, build_alert, new_state
+from service.feed_files import read_feed
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class ReplaySummary:
 def load_feeds(paths: Iterable[Path], index: IocIndex, summary: ReplaySummary, now_ms: int) -> None:
     """Load IOC feed files into ``index``; feed errors are logged and counted."""
     for path in paths:
-        result = parse_feed(path.read_text(encoding="utf-8", errors="replace"), name=path.name, source=path.stem)
+        result = read_feed(path)
         for ioc in result.iocs:
             index.apply(ioc, now_ms)
         for error in result.errors:
@@ -73,7 +73,9 @@ def _records(path: Path) -> Iterator[tuple[int, bytes]]:
 class Replay:
     """Replays event files through the matcher and the spread state in memory."""
 
-    def __init__(self, index: IocIndex, rules: IdentityRules, max_entities: int = 1000, policy: SpreadPolicy | None = None) -> None:
+    def __init__(
+        self, index: IocIndex, rules: IdentityRules, max_entities: int = 1000, policy: SpreadPolicy | None = None
+    ) -> None:
         self.index = index
         self.rules = rules
         self.policy = policy or SpreadPolicy(max_entities=max_entities)
@@ -121,7 +123,9 @@ class Replay:
                     alerts_out.flush()
                     self.summary.alerts += 1
 
-    def _reject(self, path: Path, number: int, raw: bytes, error: MalformedRecordError, dead_letter: IO[bytes] | None) -> None:
+    def _reject(
+        self, path: Path, number: int, raw: bytes, error: MalformedRecordError, dead_letter: IO[bytes] | None
+    ) -> None:
         self.summary.rejected += 1
         self.summary.rejected_by_reason[error.reason] = self.summary.rejected_by_reason.get(error.reason, 0) + 1
         log.debug("Rejected %s line %d (%s): %s", path, number, error.reason, error)

@@ -77,7 +77,11 @@ class RetroHunter:
                             pending[ioc.key] = ioc
                 quiet = not batches
                 waited = time.monotonic() - first_pending if pending else 0.0
-                if pending and (quiet or waited >= self.settings.retro_batch_seconds) and waited >= min(1.0, self.settings.retro_batch_seconds):
+                if (
+                    pending
+                    and (quiet or waited >= self.settings.retro_batch_seconds)
+                    and waited >= min(1.0, self.settings.retro_batch_seconds)
+                ):
                     await self.hunt(list(pending.values()))
                     await self.ioc_consumer.commit()
                     pending.clear()
@@ -149,7 +153,10 @@ class RetroHunter:
                 if found is not None and found.offset < ends[tp]:
                     consumer.seek(tp, found.offset)
                     todo[tp] = ends[tp]
-            parsers = {tp: StreamParser(self.bindings[tp.topic].format, self.rules, self.bindings[tp.topic].source) for tp in todo}
+            parsers = {
+                tp: StreamParser(self.bindings[tp.topic].format, self.rules, self.bindings[tp.topic].source)
+                for tp in todo
+            }
             log.info("Retro-hunt pass for %d IOCs over %d partitions since %s ms", len(iocs), len(todo), since_ms)
             while todo and not self._stopping.is_set():
                 batches = await consumer.getmany(*todo, timeout_ms=500, max_records=5000)
@@ -185,7 +192,9 @@ class RetroHunter:
                 sighting["retro"] = True
                 futures.append(
                     await self.producer.send(
-                        self.settings.sightings_topic, key=sighting["ioc"]["key"].encode("utf-8"), value=orjson.dumps(sighting)
+                        self.settings.sightings_topic,
+                        key=sighting["ioc"]["key"].encode("utf-8"),
+                        value=orjson.dumps(sighting),
                     )
                 )
         return futures

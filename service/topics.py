@@ -26,11 +26,15 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         )
     )
     specs.append(NewTopic(settings.sightings_topic, partitions, replication))
-    specs.append(NewTopic(settings.alerts_topic, partitions, replication, topic_configs={"cleanup.policy": "compact,delete"}))
+    specs.append(
+        NewTopic(settings.alerts_topic, partitions, replication, topic_configs={"cleanup.policy": "compact,delete"})
+    )
     specs.append(NewTopic(settings.dead_letter_topic, 1, replication))
     if settings.stix_sightings_topic:
         specs.append(
-            NewTopic(settings.stix_sightings_topic, partitions, replication, topic_configs={"cleanup.policy": "compact"})
+            NewTopic(
+                settings.stix_sightings_topic, partitions, replication, topic_configs={"cleanup.policy": "compact"}
+            )
         )
     return specs
 

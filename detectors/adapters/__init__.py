@@ -9,6 +9,16 @@ name      records                                     source kind
 ecs       ECS JSON documents                          from event.category or the binding
 sysmon    Windows event JSON (Sysmon, Security, ...)  edr
 squid     Squid access.log lines                      proxy
+zeek      Zeek JSON logs (http, dns, conn, files,     proxy; smtp: mail
+          ssl, smtp, notice, kerberos)
+zeek-tsv  Zeek TSV logs, read after the header        as zeek
+          lines of their stream
+zscaler   Zscaler NSS web logs as JSON                proxy
+postfix   Postfix maillog lines, joined per message   mail
+m365      Defender for Office 365 e-mail rows,        mail
+          joined per message and recipient
+proofpoint
+          Proofpoint TAP message and click events     mail
 auto      any of the above, recognised per record     as above
 ========  ==========================================  ===========
 """
@@ -19,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from detectors.adapters import ecs, squid, windows
+from detectors.adapters import ecs, m365, mde, postfix, proofpoint, squid, vuln, windows, zeek, zscaler
 from detectors.adapters.stream import RecordFormat
 from detectors.exceptions import MalformedRecordError
 from detectors.identity import IdentityRules
@@ -47,9 +57,7 @@ def _decode_json(raw: bytes) -> dict[str, Any]:
             ) from None
         raise MalformedRecordError(f"invalid JSON: {error}", reason="json") from None
     if not isinstance(document, dict):
-        raise MalformedRecordError(
-            f"JSON value is {type(document).__name__}, expected an object", reason="field_type"
-        )
+        raise MalformedRecordError(f"JSON value is {type(document).__name__}, expected an object", reason="field_type")
     return document
 
 
@@ -97,6 +105,75 @@ REGISTRY: list[RecordFormat] = [
         lambda line, _context: squid.is_squid_line(line),
         adapt=lambda line, rules, _source, _context: squid.adapt(line, rules),
     ),
+    RecordFormat(
+        zeek.FORMAT,
+        "json",
+        lambda document, _context: zeek.is_zeek_document(document),
+        adapt=lambda document, rules, _source, _context: zeek.adapt_json(document, rules),
+    ),
+    # A TSV line is Zeek once its stream sent a Zeek header; a headerless line that
+    # looks like Zeek data is taken too, so it is rejected as missing_header.
+    RecordFormat(
+        zeek.TSV_FORMAT,
+        "text",
+        lambda line, context: zeek.has_header(context) or zeek.looks_like_tsv_line(line),
+        adapt=lambda line, rules, _source, context: zeek.adapt_tsv(line, rules, context),
+        header=zeek.read_header_line,
+    ),
+    RecordFormat(
+        zscaler.FORMAT,
+        "json",
+        lambda document, _context: zscaler.is_zscaler_document(document),
+        adapt=lambda document, rules, _source, _context: zscaler.adapt(document, rules),
+    ),
+    RecordFormat(
+        mde.FORMAT,
+        "json",
+        lambda document, _context: mde.is_mde_record(document),
+        adapt=lambda document, rules, _source, _context: mde.adapt(document, rules),
+    ),
+    # Nessus and Greenbone CSV rows are recognised only after their stream sent the export's header row.
+    RecordFormat(
+        vuln.NESSUS_FORMAT,
+        "text",
+        vuln.is_nessus_row,
+        adapt=lambda line, rules, _source, context: vuln.adapt_nessus(line, rules, context),
+        header=vuln.read_nessus_header,
+    ),
+    RecordFormat(
+        vuln.OPENVAS_FORMAT,
+        "text",
+        vuln.is_openvas_row,
+        adapt=lambda line, rules, _source, context: vuln.adapt_openvas(line, rules, context),
+        header=vuln.read_openvas_header,
+    ),
+    # Before the generic ECS adapter, which would read a vulnerability document without its CVE ids.
+    RecordFormat(
+        vuln.ECS_FORMAT,
+        "json",
+        lambda document, _context: vuln.is_ecs_vulnerability(document),
+        adapt=lambda document, rules, _source, _context: vuln.adapt_ecs(document, rules),
+    ),
+    # Mail formats; the joined ones buffer the records of a message (see StreamParser).
+    RecordFormat(
+        postfix.FORMAT,
+        "text",
+        lambda line, _context: postfix.is_postfix_line(line),
+        joiner=postfix.PostfixJoiner,
+    ),
+    # After mde, which leaves rows with a NetworkMessageId to this adapter.
+    RecordFormat(
+        m365.FORMAT,
+        "json",
+        lambda document, _context: m365.is_m365_record(document),
+        joiner=m365.M365Joiner,
+    ),
+    RecordFormat(
+        proofpoint.FORMAT,
+        "json",
+        lambda document, _context: proofpoint.is_proofpoint_event(document),
+        adapt=lambda document, rules, _source, _context: proofpoint.adapt(document, rules),
+    ),
 ]
 # The generic ECS adapter accepts most JSON, so it is tried last.
 GENERIC_JSON = RecordFormat(
@@ -125,9 +202,13 @@ def find_format(fmt: str, kind: str, record: Any, context: dict[str, Any]) -> Re
     if fmt != "auto":
         spec = next((candidate for candidate in candidates if candidate.name == fmt), None)
         if spec is None:
-            raise MalformedRecordError(f"unknown format {fmt!r}; use one of {', '.join(formats())}", reason="unknown_format")
+            raise MalformedRecordError(
+                f"unknown format {fmt!r}; use one of {', '.join(formats())}", reason="unknown_format"
+            )
         if spec.kind != kind:
-            raise MalformedRecordError(f"record is {kind} but format {fmt!r} reads {spec.kind} records", reason="unknown_format")
+            raise MalformedRecordError(
+                f"record is {kind} but format {fmt!r} reads {spec.kind} records", reason="unknown_format"
+            )
         return spec
     tried = [candidate.name for candidate in candidates if candidate.kind == kind]
     for candidate in candidates:
@@ -151,7 +232,9 @@ def parse_record(raw: bytes | None, fmt: str, rules: IdentityRules, source: Sour
     record, kind = decode_record(raw, fmt)
     spec = find_format(fmt, kind, record, {})
     if spec.adapt is None:
-        raise MalformedRecordError(f"format {spec.name!r} joins several records; read it with a StreamParser", reason="unknown_format")
+        raise MalformedRecordError(
+            f"format {spec.name!r} joins several records; read it with a StreamParser", reason="unknown_format"
+        )
     return spec.adapt(record, rules, source, {})
 
 

@@ -83,12 +83,16 @@ class Stack:
     def topic(self, source: str) -> str:
         return f"t{self.run}.{source}"
 
-    def yokoten(self, *args: str, check: bool = True, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    def yokoten(
+        self, *args: str, check: bool = True, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run one ``yokoten`` command to completion with this stack's settings."""
         env = {**os.environ, **self.env, **(extra_env or {})}
         result = subprocess.run([YOKOTEN, *args], env=env, capture_output=True, timeout=120)
         if check and result.returncode != 0:
-            raise AssertionError(f"yokoten {' '.join(args)} exited {result.returncode}: {result.stderr.decode()[-3000:]}")
+            raise AssertionError(
+                f"yokoten {' '.join(args)} exited {result.returncode}: {result.stderr.decode()[-3000:]}"
+            )
         return result
 
     def start(self, command: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -96,7 +100,9 @@ class Stack:
         log_path = self.tmp_path / f"{command}-{len(self.processes)}.log"
         env = {**os.environ, **self.env, **(extra_env or {})}
         handle = log_path.open("wb")
-        process = subprocess.Popen([YOKOTEN, command], env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [YOKOTEN, command], env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.processes.append((process, log_path))
         return process
 
@@ -120,7 +126,9 @@ def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
-async def produce(bootstrap: str, topic: str, values: list[bytes | None], keys: list[bytes | None] | None = None) -> None:
+async def produce(
+    bootstrap: str, topic: str, values: list[bytes | None], keys: list[bytes | None] | None = None
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
@@ -134,7 +142,9 @@ async def produce(bootstrap: str, topic: str, values: list[bytes | None], keys: 
 
 async def consume(bootstrap: str, topic: str, until: Callable[[list[Any]], bool], timeout: float = 60.0) -> list[Any]:
     """Read ``topic`` from the start until ``until(records)`` holds or ``timeout`` passes."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     records: list[Any] = []
     deadline = time.monotonic() + timeout

@@ -59,7 +59,10 @@ PROXY_FILES = ["proxy_network/squid/elastic_squid-log-access.head40.log"]
 WORKSTATIONS = ["workstation5.theshire.local", "workstation6.theshire.local"]
 # Final scope per IOC that a reader of the files finds: (hosts, users).
 EXPECTED_SPREAD = {
-    "sha256:baf97b2a629723947539cff84e896cd29565ab4bb68b0cec515eb5c5d6637b69": (WORKSTATIONS, ["pgustavo@theshire.local"]),
+    "sha256:baf97b2a629723947539cff84e896cd29565ab4bb68b0cec515eb5c5d6637b69": (
+        WORKSTATIONS,
+        ["pgustavo@theshire.local"],
+    ),
     "ipv4-addr:52.114.158.91": (WORKSTATIONS, []),
     "user-account:pgustavo@theshire": (WORKSTATIONS, []),
 }
@@ -107,7 +110,9 @@ def test_real_files_raise_exact_alerts_and_match_replay(stack: Stack, tmp_path: 
     run(produce(stack.settings.bootstrap_servers, stack.topic("edr"), edr))
     run(produce(stack.settings.bootstrap_servers, stack.topic("proxy"), proxy))
 
-    records = run(consume(stack.settings.bootstrap_servers, stack.topic("alerts"), _enough(EXPECTED_SPREAD), timeout=90))
+    records = run(
+        consume(stack.settings.bootstrap_servers, stack.topic("alerts"), _enough(EXPECTED_SPREAD), timeout=90)
+    )
     # Later alerts would be wrong ones: give the workers time to publish them.
     time.sleep(3)
     records = run(consume(stack.settings.bootstrap_servers, stack.topic("alerts"), lambda r: False, timeout=3))
@@ -151,7 +156,9 @@ def test_sightings_follow_schema_and_commit(stack: Stack, tmp_path: Path) -> Non
     stack.start("matcher")
     run(produce(stack.settings.bootstrap_servers, stack.topic("proxy"), _lines(PROXY_FILES[0])))
     # goonernews.com appears in 11 lines and login.yahoo.com (CONNECT) in 2 of the Squid sample.
-    records = run(consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: len(r) >= 13, timeout=60))
+    records = run(
+        consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: len(r) >= 13, timeout=60)
+    )
     sightings = [orjson.loads(record.value) for record in records]
     for sighting in sightings:
         jsonschema.validate(sighting, SIGHTING_SCHEMA)
@@ -197,11 +204,19 @@ def test_malformed_records_dead_lettered_worker_continues(stack: Stack, tmp_path
     # One key puts every record on one partition, so offsets and order are known.
     run(produce(stack.settings.bootstrap_servers, stack.topic("proxy"), [*bad, good], keys=[b"gateway-1"] * 6))
     dead = run(consume(stack.settings.bootstrap_servers, stack.topic("dead-letter"), lambda r: len(r) >= 5, timeout=60))
-    sightings = run(consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: len(r) >= 1, timeout=30))
+    sightings = run(
+        consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: len(r) >= 1, timeout=30)
+    )
 
     assert [record.value for record in dead] == bad, stack.logs()
     headers = [dict(record.headers) for record in dead]
-    assert [h["yokoten.reason"] for h in headers] == [b"unknown_format", b"truncated", b"encoding", b"field_type", b"field_type"]
+    assert [h["yokoten.reason"] for h in headers] == [
+        b"unknown_format",
+        b"truncated",
+        b"encoding",
+        b"field_type",
+        b"field_type",
+    ]
     assert {h["yokoten.source.topic"] for h in headers} == {stack.topic("proxy").encode()}
     assert sorted(int(h["yokoten.source.offset"]) for h in headers) == [0, 1, 2, 3, 4]
     assert all(h["yokoten.error"] for h in headers)
@@ -220,7 +235,12 @@ def test_pushed_ioc_becomes_active_and_tombstone_removes_it(stack: Stack, tmp_pa
 
     def event(host: str) -> bytes:
         return orjson.dumps(
-            {"@timestamp": "2026-01-01T00:00:00Z", "event": {"category": ["web"]}, "host": {"name": host}, "url": {"full": "https://evil.example.org/p"}}
+            {
+                "@timestamp": "2026-01-01T00:00:00Z",
+                "event": {"category": ["web"]},
+                "host": {"name": host},
+                "url": {"full": "https://evil.example.org/p"},
+            }
         )
 
     deadline = time.monotonic() + 60
@@ -253,9 +273,7 @@ def test_pushed_ioc_becomes_active_and_tombstone_removes_it(stack: Stack, tmp_pa
 
 
 def test_demo_prints_every_sample_alert() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "service.demo"], capture_output=True, timeout=300, cwd=REPO
-    )
+    result = subprocess.run([sys.executable, "-m", "service.demo"], capture_output=True, timeout=300, cwd=REPO)
     lines = [line for line in result.stdout.decode().splitlines() if line.startswith("ALERT")]
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     assert len(lines) == 9
@@ -273,7 +291,11 @@ def test_retro_hunt_finds_history_for_new_iocs(stack: Stack, tmp_path: Path) -> 
             }
         )
 
-    run(produce(stack.settings.bootstrap_servers, stack.topic("proxy"), [event(f"ws{i}.example.com", i) for i in range(3)]))
+    run(
+        produce(
+            stack.settings.bootstrap_servers, stack.topic("proxy"), [event(f"ws{i}.example.com", i) for i in range(3)]
+        )
+    )
     port = _free_port()
     stack.start("correlator")
     stack.start("retro-hunt", {"YOKOTEN_METRICS_PORT": str(port), "YOKOTEN_RETRO_BATCH_SECONDS": "1"})
@@ -288,7 +310,9 @@ def test_retro_hunt_finds_history_for_new_iocs(stack: Stack, tmp_path: Path) -> 
     feed.write_text("late[.]example[.]org\n")
     stack.yokoten("ioc", "push", str(feed))
 
-    sightings = run(consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: len(r) >= 3, timeout=60))
+    sightings = run(
+        consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: len(r) >= 3, timeout=60)
+    )
     alerts = run(consume(stack.settings.bootstrap_servers, stack.topic("alerts"), lambda r: len(r) >= 2, timeout=60))
     assert len(sightings) == 3, stack.logs()
     assert all(orjson.loads(record.value)["retro"] for record in sightings)

@@ -13,15 +13,44 @@ H256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 POLICY = SpreadPolicy(max_entities=100, window_ms=None, org_wide_hosts=5)
 
 
-def _ioc(kind: str = "sha256", value: str = H256, severity: str = "high", confidence: int | None = 80) -> dict[str, Any]:
+def _ioc(
+    kind: str = "sha256", value: str = H256, severity: str = "high", confidence: int | None = 80
+) -> dict[str, Any]:
     stix = {"sha256": "file", "cve": "vulnerability", "domain-name": "domain-name"}[kind]
-    return {"key": f"{kind}:{value}", "type": kind, "stix_type": stix, "value": value, "source": "unit", "severity": severity, "confidence": confidence, "tags": []}
+    return {
+        "key": f"{kind}:{value}",
+        "type": kind,
+        "stix_type": stix,
+        "value": value,
+        "source": "unit",
+        "severity": severity,
+        "confidence": confidence,
+        "tags": [],
+    }
 
 
-def _sighting(offset: int, hosts: list[str], users: list[str], *, stage: str = "executed", source: str = "edr",
-              ts: int = NOW, ioc: dict[str, Any] | None = None, attributes: dict[str, Any] | None = None) -> dict[str, Any]:
-    event = {"source": source, "format": "test", "code": None, "timestamp_ms": ts, "field": "f", "stage": stage,
-             "topic": "t", "partition": 0, "offset": offset}
+def _sighting(
+    offset: int,
+    hosts: list[str],
+    users: list[str],
+    *,
+    stage: str = "executed",
+    source: str = "edr",
+    ts: int = NOW,
+    ioc: dict[str, Any] | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    event = {
+        "source": source,
+        "format": "test",
+        "code": None,
+        "timestamp_ms": ts,
+        "field": "f",
+        "stage": stage,
+        "topic": "t",
+        "partition": 0,
+        "offset": offset,
+    }
     if attributes:
         event["attributes"] = attributes
     return {"ioc": ioc or _ioc(), "event": event, "hosts": hosts, "users": users, "retro": False}
@@ -30,7 +59,9 @@ def _sighting(offset: int, hosts: list[str], users: list[str], *, stage: str = "
 def test_mailbox_and_linked_host_are_one_path() -> None:
     state = new_state()
     due = [
-        apply_sighting(state, _sighting(1, [], ["alice@example.com"], stage="delivered", source="mail"), NOW, policy=POLICY),
+        apply_sighting(
+            state, _sighting(1, [], ["alice@example.com"], stage="delivered", source="mail"), NOW, policy=POLICY
+        ),
         apply_sighting(state, _sighting(2, ["ws01.example.com"], ["alice@example.com"]), NOW, policy=POLICY),
     ]
     assert due == [False, False]
@@ -103,17 +134,49 @@ def test_summary_counts_stages() -> None:
 
 def test_cvss_priority_bands() -> None:
     assert [cvss_priority(score) for score in (10.0, 9.0, 8.9, 7.0, 6.9, 4.0, 3.9, 0.0, None)] == [
-        "critical", "critical", "high", "high", "medium", "medium", "low", "none", "unknown",
+        "critical",
+        "critical",
+        "high",
+        "high",
+        "medium",
+        "medium",
+        "low",
+        "none",
+        "unknown",
     ]
 
 
 def test_cve_first_host_alerts_ordered_by_cvss() -> None:
     cve = _ioc("cve", "CVE-2021-44228", severity="medium", confidence=None)
     state = new_state()
-    first = apply_sighting(state, _sighting(1, ["app1.example.com"], [], source="vuln", stage="contacted", ioc=cve,
-                                            attributes={"cvss": 6.5, "exploit_available": False}), NOW, policy=POLICY)
-    second = apply_sighting(state, _sighting(2, ["app2.example.com"], [], source="vuln", stage="contacted", ioc=cve,
-                                             attributes={"cvss": 10.0, "exploit_available": True}), NOW, policy=POLICY)
+    first = apply_sighting(
+        state,
+        _sighting(
+            1,
+            ["app1.example.com"],
+            [],
+            source="vuln",
+            stage="contacted",
+            ioc=cve,
+            attributes={"cvss": 6.5, "exploit_available": False},
+        ),
+        NOW,
+        policy=POLICY,
+    )
+    second = apply_sighting(
+        state,
+        _sighting(
+            2,
+            ["app2.example.com"],
+            [],
+            source="vuln",
+            stage="contacted",
+            ioc=cve,
+            attributes={"cvss": 10.0, "exploit_available": True},
+        ),
+        NOW,
+        policy=POLICY,
+    )
     alert = build_alert(state, NOW)
     hosts = alert["yokoten"]["scope"]["hosts"]
     assert (first, second) == (True, True)
@@ -156,13 +219,29 @@ def test_scanner_only_cve_stays_silent_until_detected() -> None:
     cve = {**_ioc("cve", "CVE-2017-0144", severity="medium", confidence=None), "source": "yokoten-implicit"}
     state = new_state()
     scans = [
-        apply_sighting(state, _sighting(offset, [f"srv{offset}.example.com"], [], source="vuln", stage="contacted", ioc=cve,
-                                        attributes={"cvss": 8.1}), NOW, policy=POLICY)
+        apply_sighting(
+            state,
+            _sighting(
+                offset,
+                [f"srv{offset}.example.com"],
+                [],
+                source="vuln",
+                stage="contacted",
+                ioc=cve,
+                attributes={"cvss": 8.1},
+            ),
+            NOW,
+            policy=POLICY,
+        )
         for offset in range(3)
     ]
     detection = apply_sighting(state, _sighting(9, ["srv0.example.com"], [], source="edr", ioc=cve), NOW, policy=POLICY)
-    later_scan = apply_sighting(state, _sighting(10, ["srv7.example.com"], [], source="vuln", stage="contacted", ioc=cve,
-                                                 attributes={"cvss": 8.1}), NOW, policy=POLICY)
+    later_scan = apply_sighting(
+        state,
+        _sighting(10, ["srv7.example.com"], [], source="vuln", stage="contacted", ioc=cve, attributes={"cvss": 8.1}),
+        NOW,
+        policy=POLICY,
+    )
     assert scans == [False, False, False]
     assert detection is True
     assert later_scan is True
@@ -175,7 +254,11 @@ def test_cve_observable_matches_without_feed() -> None:
     from detectors.observables import ObservableType
     from detectors.observation import Observable, Observation, SourceKind
 
-    observation = Observation(source=SourceKind.VULN, timestamp_ms=NOW, hosts=["srv1.example.com"],
-                              observables=[Observable(ObservableType.CVE, "CVE-2021-44228", "vulnerability.id")])
+    observation = Observation(
+        source=SourceKind.VULN,
+        timestamp_ms=NOW,
+        hosts=["srv1.example.com"],
+        observables=[Observable(ObservableType.CVE, "CVE-2021-44228", "vulnerability.id")],
+    )
     hits = match(observation, IocIndex(), NOW)
     assert [(hit.ioc.key, hit.ioc.source) for hit in hits] == [("cve:CVE-2021-44228", "yokoten-implicit")]
