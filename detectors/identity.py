@@ -29,6 +29,8 @@ _SERVICE_USERS = frozenset(
 class IdentityRules:
     """How host names and accounts are folded into one identity.
 
+    ``host_aliases``: address to host name, from an asset inventory or DHCP
+    leases, so events that name a machine by address count as that machine.
     ``default_domain``: DNS suffix of the organisation. A short host name gets
     it appended (``WS01`` equals ``ws01.example.com``), and a bare account
     name gets it as its domain. ``domain_map``: NetBIOS domain to DNS domain,
@@ -38,20 +40,39 @@ class IdentityRules:
 
     default_domain: str | None = None
     domain_map: dict[str, str] = field(default_factory=dict)
+    host_aliases: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         folded = {netbios.lower(): dns.lower() for netbios, dns in self.domain_map.items()}
         object.__setattr__(self, "domain_map", folded)
+        aliases = {}
+        for address, name in self.host_aliases.items():
+            canonical = normalize_ip(address)
+            if canonical is None:
+                raise ValueError(f"host alias {address!r} is not an IP address; write ADDRESS=host.name")
+            aliases[canonical[1]] = self._fqdn(name.strip().rstrip(".").lower())
+        object.__setattr__(self, "host_aliases", aliases)
+
+    def _fqdn(self, name: str) -> str:
+        if "." not in name and self.default_domain:
+            return f"{name}.{self.default_domain.lower()}"
+        return name
 
     def host(self, value: object) -> str | None:
-        """Return the canonical host entity: lower-case FQDN or IP address."""
+        """Return the canonical host entity: lower-case FQDN or IP address.
+
+        An address listed in ``host_aliases`` becomes that host's name, so a
+        proxy client address and the EDR host behind it are one entity.
+        Names with spaces or control characters are not host names.
+        """
         if not isinstance(value, str) or is_placeholder(value):
             return None
         text = value.strip().rstrip(".").lower()
         address = normalize_ip(text)
         if address is not None:
-            return address[1]
-        if not text or " " in text:
+            alias = self.host_aliases.get(address[1])
+            return alias if alias is not None else address[1]
+        if not text or len(text) > 255 or not text.isprintable() or " " in text:
             return None
         if "." not in text and self.default_domain:
             return f"{text}.{self.default_domain.lower()}"

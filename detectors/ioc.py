@@ -169,6 +169,8 @@ def _time(record: dict[str, Any], name: str) -> int | None:
 
 def ioc_from_record(record: dict[str, Any]) -> Ioc:
     """Build an Ioc from a topic or feed record; raise FeedError on a bad field."""
+    if not isinstance(record, dict):
+        raise FeedError(f"IOC record is a JSON {type(record).__name__}, expected an object", reason="field_type")
     raw_value = record.get("value")
     if not isinstance(raw_value, str) or not raw_value.strip():
         raise FeedError(f"IOC record has no string value: {str(record)[:200]}", reason="missing_field")

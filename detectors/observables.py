@@ -81,7 +81,9 @@ _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 # Unquoted local part: no whitespace and none of the RFC 5322 specials, so a
 # list separator or a second "@" marks text that contains more than one address.
 _LOCAL_PART = re.compile(r'[^\s"(),:;<>@\[\\\]]{1,64}')
-_HOST_PORT = re.compile(r"(?P<host>[^:/]+):\d{1,5}")
+# An address with a prefix length, valid or not: "1.2.3.4/33" is a broken CIDR, not a URL.
+_CIDR_LIKE = re.compile(r"[0-9a-fA-F:.]+/\d{1,3}")
+_HOST_PORT = re.compile(r"(?P<host>[^:/]+):(?P<port>\d{1,5})")
 
 
 def threat_indicator_type(kind: ObservableType) -> str:
@@ -379,6 +381,8 @@ def detect_type(value: str) -> tuple[ObservableType, str] | None:
     cidr = normalize_cidr(text)
     if cidr:
         return cidr
+    if _CIDR_LIKE.fullmatch(text):
+        return None
     address = normalize_ip(text) if ":" not in text or text.count(":") > 1 or text.startswith("[") else None
     if address is None and text.count(":") == 1 and not text.startswith(("http", "//")):
         address = normalize_ip(text)
@@ -392,6 +396,8 @@ def detect_type(value: str) -> tuple[ObservableType, str] | None:
         return (ObservableType.EMAIL, email) if email else None
     # A feed line "host:port" names the host, as "ip:port" above names the IP.
     host_port = _HOST_PORT.fullmatch(text)
+    if host_port and int(host_port.group("port")) > 65535:
+        return None
     domain = normalize_domain(host_port.group("host") if host_port else text)
     return (ObservableType.DOMAIN, domain) if domain else None
 

@@ -16,15 +16,14 @@ from detectors.identity import IdentityRules
 from detectors.index import IocIndex
 from detectors.observation import SourceKind
 from detectors.spread import DAY_MS, SpreadPolicy
-from service.config import ConfigError, load_settings
+from service.config import ConfigError, identity_rules, load_settings
 from service.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
 
 def _identity_rules(args: argparse.Namespace) -> IdentityRules:
-    pairs = (part.split("=", 1) for part in (args.domain_map or "").split(",") if "=" in part)
-    return IdentityRules(args.default_domain, {netbios.strip(): dns.strip() for netbios, dns in pairs})
+    return identity_rules(args.default_domain, args.domain_map or "", args.host_aliases or "")
 
 
 def _run_replay(args: argparse.Namespace) -> int:
@@ -123,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--default-domain", help="DNS suffix for short host names and bare accounts")
     replay.add_argument("--domain-map", help="NetBIOS=DNS domain pairs, comma-separated")
+    replay.add_argument("--host-aliases", help="ADDRESS=host.name pairs, comma-separated, from an asset inventory")
     replay.add_argument("--max-entities", type=int, default=1000, help="hosts and users tracked per IOC (default 1000)")
     replay.add_argument(
         "--window-days",

@@ -33,6 +33,15 @@ class InputBinding:
     format: str
 
 
+def _pairs(text: str) -> dict[str, str]:
+    return {left.strip(): right.strip() for left, _, right in (part.partition("=") for part in text.split(",")) if right.strip()}
+
+
+def identity_rules(default_domain: str | None, domain_map: str, host_aliases: str) -> IdentityRules:
+    """Build the identity rules from the text form of the settings (``A=B,C=D``)."""
+    return IdentityRules(default_domain, _pairs(domain_map or ""), _pairs(host_aliases or ""))
+
+
 def parse_inputs(text: str) -> list[InputBinding]:
     """Parse ``topic:source:format`` entries separated by commas."""
     bindings = []
@@ -79,6 +88,7 @@ class Settings(BaseSettings):
     batch_timeout_ms: int = Field(200, ge=1, description="Longest wait for a batch, in milliseconds")
     default_domain: str | None = Field(None, description="DNS suffix that completes short host names and bare accounts")
     domain_map: str = Field("", description="NetBIOS=DNS domain pairs, comma-separated, e.g. EXAMPLE=example.com")
+    host_aliases: str = Field("", description="ADDRESS=host.name pairs, comma-separated, e.g. 10.20.0.11=ws01.corp.example")
     subdomains: bool = Field(True, description="Domain IOCs also match their subdomains")
     max_entities: int = Field(1000, ge=2, description="Hosts and users tracked per IOC before only counts grow")
     spread_window_days: float = Field(
@@ -114,13 +124,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"domain map entry {pair!r} must be NETBIOS=dns.domain")
         return value
 
+    @field_validator("host_aliases")
+    @classmethod
+    def _check_host_aliases(cls, value: str) -> str:
+        identity_rules(None, "", value)
+        return value
+
     @property
     def input_bindings(self) -> list[InputBinding]:
         return parse_inputs(self.inputs)
 
     def identity_rules(self) -> IdentityRules:
-        pairs = (part.split("=", 1) for part in self.domain_map.split(",") if "=" in part)
-        return IdentityRules(self.default_domain, {netbios.strip(): dns.strip() for netbios, dns in pairs})
+        return identity_rules(self.default_domain, self.domain_map, self.host_aliases)
 
     def spread_policy(self) -> SpreadPolicy:
         return SpreadPolicy(self.max_entities, int(self.spread_window_days * DAY_MS), self.org_wide_hosts)

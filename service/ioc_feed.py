@@ -34,6 +34,7 @@ class IocFeed:
         self.loaded = False
         self._errors = 0
         self._newest_ms = 0
+        self.following = True
         self._consumer = AIOKafkaConsumer(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -90,10 +91,27 @@ class IocFeed:
         return False
 
     async def follow(self) -> None:
-        """Apply new IOC records until cancelled; expired IOCs are dropped once a minute."""
+        """Apply new IOC records until cancelled; expired IOCs are dropped once a minute.
+
+        A failure of the consumer itself marks the feed as not following, which
+        makes the worker not ready, and is retried after a pause.
+        """
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep following; readiness reports the outage
+                self.following = False
+                log.exception("Reading the IOC topic %s failed; retrying in 5 s", self.settings.ioc_topic)
+                await asyncio.sleep(5)
+
+    async def _follow(self) -> None:
         last_expiry = time.monotonic()
         while True:
-            if await self._poll(timeout_ms=200):
+            polled = await self._poll(timeout_ms=200)
+            self.following = True
+            if polled:
                 metrics.publish_ioc_counts(self.index.count_by_type())
             if time.monotonic() - last_expiry > 60:
                 expired = self.index.expire()
@@ -123,15 +141,19 @@ class IocFeed:
         else:
             try:
                 ioc = ioc_from_record(orjson.loads(record.value))
-            except (FeedError, orjson.JSONDecodeError, AttributeError, TypeError) as error:
+            except (FeedError, orjson.JSONDecodeError) as error:
                 self._count_error(record, error)
+                return Change.IGNORED
+            except Exception as error:  # noqa: BLE001 - one bad IOC record must not stop IOC updates
+                log.exception("Unexpected error on IOC record %s[%d]@%d", record.topic, record.partition, record.offset)
+                self._count_error(record, error, reason="internal_error")
                 return Change.IGNORED
             change = self.index.apply(ioc)
         metrics.IOC_UPDATES.labels(change=change.value).inc()
         return change
 
-    def _count_error(self, record: ConsumerRecord, error: Exception) -> None:
-        reason = getattr(error, "reason", "json")
+    def _count_error(self, record: ConsumerRecord, error: Exception, reason: str | None = None) -> None:
+        reason = reason or getattr(error, "reason", "json")
         metrics.IOC_FEED_ERRORS.labels(reason=reason).inc()
         self._errors += 1
         if self._errors <= 10 or self._errors % LOG_EVERY_ERRORS == 0:

@@ -13,6 +13,8 @@ from detectors.timestamps import parse_timestamp
 
 FORMAT = "ecs"
 MAX_DEPTH = 16
+# Key of flatten()'s list of paths that hold objects; no ECS field has this name.
+OBJECT_PATHS = "\x00objects"
 
 _HASH_FIELDS = {
     f"{prefix}.hash.{algo}": ObservableType(algo)
@@ -41,7 +43,9 @@ def flatten(document: dict[str, Any]) -> dict[str, list[Any]]:
     """Map each dotted ECS path to the list of leaf values found under it.
 
     Lists of objects (``email.attachments``) contribute one value per element.
-    Nesting deeper than MAX_DEPTH raises MalformedRecordError.
+    The paths that hold objects are listed under OBJECT_PATHS, so a reader
+    can reject an object where it expects text. Nesting deeper than
+    MAX_DEPTH raises MalformedRecordError.
     """
     flat: dict[str, list[Any]] = {}
     stack: list[tuple[str, Any, int]] = [("", document, 0)]
@@ -50,6 +54,8 @@ def flatten(document: dict[str, Any]) -> dict[str, list[Any]]:
         if depth > MAX_DEPTH:
             raise MalformedRecordError(f"ECS document nested deeper than {MAX_DEPTH} levels at {prefix!r}", reason="too_deep")
         if isinstance(value, dict):
+            if prefix:
+                flat.setdefault(OBJECT_PATHS, []).append(prefix)
             for key, child in value.items():
                 stack.append((f"{prefix}.{key}" if prefix else str(key), child, depth + 1))
         elif isinstance(value, list):
@@ -68,15 +74,29 @@ def is_ecs_document(record: dict[str, Any]) -> bool:
 
 def source_kind_of(flat: dict[str, list[Any]]) -> SourceKind | None:
     """Return the source kind named by ``event.category``, if any."""
-    for category in flat.get("event.category", []):
-        kind = _CATEGORY_SOURCE.get(str(category).lower())
+    for category in _strings(flat, "event.category"):
+        kind = _CATEGORY_SOURCE.get(category.lower())
         if kind is not None:
             return kind
     return None
 
 
 def _strings(flat: dict[str, list[Any]], name: str) -> list[str]:
-    return [value for value in flat.get(name, []) if isinstance(value, str) and not is_placeholder(value)]
+    """Return the non-placeholder text values of field ``name``; other JSON types reject the record."""
+    if name in flat.get(OBJECT_PATHS, ()):
+        raise MalformedRecordError(f"ECS field {name} is a JSON object, expected a string", reason="field_type")
+    values = []
+    for value in flat.get(name, []):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise MalformedRecordError(
+                f"ECS field {name} is a JSON {type(value).__name__} ({str(value)[:60]!r}), expected a string",
+                reason="field_type",
+            )
+        if not is_placeholder(value):
+            values.append(value)
+    return values
 
 
 def _addresses(flat: dict[str, list[Any]], name: str) -> list[str]:

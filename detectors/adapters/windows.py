@@ -61,12 +61,47 @@ def _event_id(record: dict[str, Any]) -> str:
     value = record.get("EventID")
     if isinstance(value, dict):
         value = value.get("#text")
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not (text.isascii() and text.isdecimal() and len(text) <= 10):
         raise MalformedRecordError(
             f"EventID {value!r} is not a number; expected an integer or {{'#text': '<id>'}}",
             reason="field_type",
         )
-    return str(int(value))
+    return str(int(text))
+
+
+# Fields read as text; any other JSON type in them rejects the record.
+_STRING_FIELDS = (
+    "Hostname",
+    "Computer",
+    "User",
+    "TargetUserName",
+    "TargetDomainName",
+    "SubjectUserName",
+    "SubjectDomainName",
+    "AccountName",
+    "Domain",
+    "Hashes",
+    "Hash",
+    "SourceIp",
+    "DestinationIp",
+    "SourceHostname",
+    "DestinationHostname",
+    "QueryName",
+    "QueryResults",
+    "IpAddress",
+    "SourceAddress",
+    "DestAddress",
+)
+
+
+def _check_types(fields: dict[str, Any]) -> None:
+    for name in (*_STRING_FIELDS, *_FILE_FIELDS, *_TEXT_FIELDS):
+        value = fields.get(name)
+        if value is not None and not isinstance(value, str):
+            raise MalformedRecordError(
+                f"{name} is a JSON {type(value).__name__} ({str(value)[:60]!r}), expected a string", reason="field_type"
+            )
 
 
 def _flatten(record: dict[str, Any]) -> dict[str, Any]:
@@ -177,6 +212,7 @@ def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
     """
     event_id = _event_id(record)
     fields = _flatten(record)
+    _check_types(fields)
     host = rules.host(fields.get("Hostname") or fields.get("Computer"))
     if host is None:
         raise MalformedRecordError("Windows event has no Hostname or Computer field naming the endpoint", reason="missing_field")

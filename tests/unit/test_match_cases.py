@@ -332,7 +332,7 @@ def test_refang_keeps_scheme_attribute() -> None:
 
 
 def test_parse_hashes_wrong_type() -> None:
-    with pytest.raises(MalformedRecordError, match="Hashes is int") as caught:
+    with pytest.raises(MalformedRecordError, match="Hashes is a JSON int") as caught:
         _parse(_sysmon(1, "ws03.example.com", Hashes=12345), "sysmon")
     assert caught.value.reason == "field_type"
 
