@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
 from detectors.adapters import formats
 from detectors.feeds import FEED_FORMATS
 from detectors.identity import IdentityRules
@@ -92,11 +94,28 @@ def _run_alerts(args: argparse.Namespace) -> int:
     return asyncio.run(print_alerts(load_settings(), args.timeout, args.expect))
 
 
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value} is below 2; an IOC needs two entities to spread")
+    return value
+
+
+ENV_EPILOG = (
+    "Settings come from YOKOTEN_* environment variables (YOKOTEN_BOOTSTRAP_SERVERS, YOKOTEN_INPUTS, "
+    "YOKOTEN_METRICS_PORT, ...); service/config.py lists each one with its default."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yokoten", description="Lateral-spread IOC sweeps over Kafka event streams.")
+    parser = argparse.ArgumentParser(
+        prog="yokoten", description="Lateral-spread IOC sweeps over Kafka event streams.", epilog=ENV_EPILOG
+    )
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("YOKOTEN_LOG_LEVEL", "INFO"),
+        default=os.environ.get("YOKOTEN_LOG_LEVEL", "INFO").upper(),
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
         help="Python logging level (default INFO, or YOKOTEN_LOG_LEVEL)",
     )
     parser.add_argument(
@@ -123,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--default-domain", help="DNS suffix for short host names and bare accounts")
     replay.add_argument("--domain-map", help="NetBIOS=DNS domain pairs, comma-separated")
     replay.add_argument("--host-aliases", help="ADDRESS=host.name pairs, comma-separated, from an asset inventory")
-    replay.add_argument("--max-entities", type=int, default=1000, help="hosts and users tracked per IOC (default 1000)")
+    replay.add_argument("--max-entities", type=_at_least_two, default=1000, help="hosts and users tracked per IOC (default 1000)")
     replay.add_argument(
         "--window-days",
         type=float,
@@ -140,11 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("files", nargs="+", type=Path, help="event files, one record per line")
     replay.set_defaults(handler=_run_replay)
 
-    topics = commands.add_parser("topics", help="manage Kafka topics")
+    topics = commands.add_parser("topics", epilog=ENV_EPILOG, help="manage Kafka topics")
     topic_commands = topics.add_subparsers(dest="topics_command", required=True)
     topic_commands.add_parser("create", help="create every topic yokoten uses").set_defaults(handler=_run_topics_create)
 
-    ioc = commands.add_parser("ioc", help="manage the IOC feed topic")
+    ioc = commands.add_parser("ioc", epilog=ENV_EPILOG, help="manage the IOC feed topic")
     ioc_commands = ioc.add_subparsers(dest="ioc_command", required=True)
     push = ioc_commands.add_parser("push", help="produce a feed file to the IOC topic")
     push.add_argument("file", type=Path, help="feed file, or a MISP feed folder with manifest.json")
@@ -154,19 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--source", help="feed name stored on each IOC (default: file name)")
     push.set_defaults(handler=_run_ioc_push)
 
-    commands.add_parser("matcher", help="run a matcher worker").set_defaults(handler=_run_matcher)
-    commands.add_parser("correlator", help="run the correlator (faust worker)").set_defaults(handler=_run_correlator)
+    commands.add_parser("matcher", epilog=ENV_EPILOG, help="run a matcher worker").set_defaults(handler=_run_matcher)
+    commands.add_parser("correlator", epilog=ENV_EPILOG, help="run the correlator (faust worker)").set_defaults(handler=_run_correlator)
     commands.add_parser(
         "retro-hunt", help="hunt newly added IOCs through the input topics' history (one instance)"
     ).set_defaults(handler=_run_retro_hunt)
 
-    produce = commands.add_parser("produce", help="produce the lines of files to a topic, one record per line")
+    produce = commands.add_parser("produce", epilog=ENV_EPILOG, help="produce the lines of files to a topic, one record per line")
     produce.add_argument("--topic", required=True, help="target topic")
-    produce.add_argument("files", nargs="+", type=Path)
+    produce.add_argument("files", nargs="+", type=Path, help="text files; every non-blank line becomes one record")
     produce.set_defaults(handler=_run_produce)
 
-    alerts = commands.add_parser("alerts", help="print alerts from the alerts topic as JSON lines")
-    alerts.add_argument("--timeout", type=float, default=30.0, help="stop after this many seconds without a new alert")
+    alerts = commands.add_parser("alerts", epilog=ENV_EPILOG, help="print alerts from the alerts topic as JSON lines")
+    alerts.add_argument(
+        "--timeout", type=float, default=30.0, help="stop after this many seconds without a new alert (default 30)"
+    )
     alerts.add_argument("--expect", type=int, default=0, help="stop once this many alerts were printed (0: no limit)")
     alerts.set_defaults(handler=_run_alerts)
     return parser
@@ -178,6 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except ConfigError as error:
+        print(f"yokoten: {error}", file=sys.stderr)
+        return 2
+    except KafkaConnectionError as error:
+        servers = os.environ.get("YOKOTEN_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        print(f"yokoten: cannot reach Kafka at {servers} ({error}); check YOKOTEN_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 3
+    except KafkaError as error:
+        print(f"yokoten: Kafka request failed: {error}", file=sys.stderr)
+        return 3
+    except OSError as error:
         print(f"yokoten: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
