@@ -57,7 +57,7 @@ HASH_LENGTHS = {
 _HASH_BY_LENGTH = {32: ObservableType.MD5, 40: ObservableType.SHA1, 64: ObservableType.SHA256, 128: ObservableType.SHA512}
 
 # Values that log sources write where a field has no value.
-PLACEHOLDERS = frozenset({"", "-", "--", "unknown", "n/a", "na", "none", "null", "(null)", "nil", "?"})
+PLACEHOLDERS = frozenset({"", "-", "--", "(empty)", "unknown", "n/a", "na", "none", "null", "(null)", "nil", "?"})
 
 _HEX = re.compile(r"[0-9a-f]+")
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
