@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import ahocorasick
@@ -66,8 +66,9 @@ class IocIndex:
     label (``notbad.example.net``).
     """
 
-    def __init__(self, *, subdomains: bool = True) -> None:
+    def __init__(self, *, subdomains: bool = True, min_confidence: int = 0) -> None:
         self.subdomains = subdomains
+        self.min_confidence = min_confidence
         self._by_key: dict[str, Ioc] = {}
         self._removed_at: dict[str, int] = {}
         self._networks: dict[int, dict[int, dict[int, Ioc]]] = {4: {}, 6: {}}
@@ -99,7 +100,10 @@ class IocIndex:
         """Add or update ``ioc``; a revoked or expired record removes it.
 
         An update whose ``modified`` is older than the stored one (a late or
-        replayed copy) is ignored, also after the IOC was revoked.
+        replayed copy) is ignored, also after the IOC was revoked. An update
+        keeps the stored tags and context (``merge_metadata``). An IOC below
+        ``min_confidence`` is not loaded, and an update that drops below it
+        removes the IOC.
         """
         now_ms = _now_ms() if now_ms is None else now_ms
         key = ioc.key
@@ -107,11 +111,13 @@ class IocIndex:
         newest = current.modified if current is not None else self._removed_at.get(key)
         if ioc.modified is not None and newest is not None and ioc.modified < newest:
             return Change.IGNORED
-        if not ioc.is_active(now_ms):
+        if not ioc.is_active(now_ms) or not self._confident(ioc):
             if ioc.revoked and ioc.modified is not None:
                 self._removed_at[key] = ioc.modified
             return Change.REMOVED if self._drop(key) else Change.IGNORED
         self._removed_at.pop(key, None)
+        if current is not None:
+            ioc = merge_metadata(current, ioc)
         self._by_key[key] = ioc
         if current is not None:
             network = _network_of(ioc)
@@ -120,6 +126,10 @@ class IocIndex:
             return Change.UPDATED
         self._insert(ioc)
         return Change.ADDED
+
+    def _confident(self, ioc: Ioc) -> bool:
+        """IOCs below ``min_confidence`` are not loaded; IOCs without a confidence are."""
+        return ioc.confidence is None or ioc.confidence >= self.min_confidence
 
     def remove(self, key: str) -> Change:
         """Remove the IOC with topic key ``key`` (a tombstone)."""
@@ -270,6 +280,18 @@ class IocIndex:
                     ioc = self._by_key[key]
                     if ioc.is_active(now_ms) and _on_boundary(lowered, start, end, ioc.type, self.subdomains):
                         yield ioc
+
+
+def merge_metadata(current: Ioc, update: Ioc) -> Ioc:
+    """Return ``update`` with the tags and context of ``current`` kept.
+
+    Feeds often re-publish an IOC with only the fields that changed, so tags
+    add up and context keys missing from the update keep their old values;
+    every other field is the update's.
+    """
+    tags = list(dict.fromkeys([*current.tags, *update.tags]))
+    context = {**current.context, **update.context}
+    return replace(update, tags=tags, context=context)
 
 
 def _network_of(ioc: Ioc) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.adapters import parse_record
+from detectors.allowlist import Allowlist
 from detectors.adapters.stream import RecordRef
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex, Match
@@ -71,7 +72,9 @@ def _indicator_id(ioc: Ioc) -> str | None:
     return None
 
 
-def build_sighting(observation: Observation, hit: Match, ref: EventRef, *, retro: bool = False) -> dict[str, Any]:
+def build_sighting(
+    observation: Observation, hit: Match, ref: EventRef, *, retro: bool = False, suppressed_by: str | None = None
+) -> dict[str, Any]:
     """Return the sighting record published to the sightings topic, keyed by IOC.
 
     The IOC's own value is never an entity: a host entity equal to an IP IOC
@@ -105,6 +108,7 @@ def build_sighting(observation: Observation, hit: Match, ref: EventRef, *, retro
         "hosts": hosts,
         "users": users,
         "retro": retro,
+        **({"suppressed_by": suppressed_by} if suppressed_by else {}),
     }
 
 
@@ -126,6 +130,12 @@ def match_record(
     return sightings_of(observation, ref, index, now_ms)
 
 
-def sightings_of(observation: Observation, ref: RecordRef, index: IocIndex, now_ms: int) -> list[dict[str, Any]]:
-    """Match one observation and return its sightings."""
-    return [build_sighting(observation, hit, ref) for hit in match(observation, index, now_ms)]
+def sightings_of(
+    observation: Observation, ref: RecordRef, index: IocIndex, now_ms: int, allowlist: Allowlist | None = None
+) -> list[dict[str, Any]]:
+    """Match one observation and return its sightings, marking those an allowlist suppresses."""
+    sightings = []
+    for hit in match(observation, index, now_ms):
+        suppressed_by = allowlist.suppressing_list(hit.ioc) if allowlist else None
+        sightings.append(build_sighting(observation, hit, ref, suppressed_by=suppressed_by))
+    return sightings

@@ -139,7 +139,8 @@ def apply_sighting(
     """Fold one sighting into ``state``; return True when an alert is due.
 
     A sighting whose event reference was already applied (a redelivery after
-    a crash) changes nothing. ``policy`` overrides ``max_entities``.
+    a crash) changes nothing, and an allowlisted one (``suppressed_by``) is
+    only counted. ``policy`` overrides ``max_entities``.
     """
     policy = policy or SpreadPolicy(max_entities=max_entities, window_ms=None)
     event = sighting["event"]
@@ -148,6 +149,9 @@ def apply_sighting(
         return False
     state["recent"].append(ref)
     del state["recent"][:-RECENT_REFS]
+    if sighting.get("suppressed_by"):
+        state["suppressed"] = state.get("suppressed", 0) + 1
+        return False
     state["ioc"] = sighting["ioc"]
     seen_ms = event.get("timestamp_ms") or now_ms
     state["first_seen"] = min(state.get("first_seen", seen_ms), seen_ms)

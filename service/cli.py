@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from detectors.adapters import formats
@@ -18,7 +19,7 @@ from detectors.identity import IdentityRules
 from detectors.index import IocIndex
 from detectors.observation import SourceKind
 from detectors.spread import DAY_MS, SpreadPolicy
-from service.config import ConfigError, identity_rules, load_settings
+from service.config import ConfigError, identity_rules, load_allowlists, load_settings
 from service.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,9 @@ def _identity_rules(args: argparse.Namespace) -> IdentityRules:
 def _run_replay(args: argparse.Namespace) -> int:
     from service.replay import Replay, load_feeds
 
-    index = IocIndex(subdomains=not args.no_subdomains)
+    index = IocIndex(subdomains=not args.no_subdomains, min_confidence=args.min_confidence)
     policy = SpreadPolicy(args.max_entities, int(args.window_days * DAY_MS), args.org_wide_hosts)
-    replay = Replay(index, _identity_rules(args), policy=policy)
+    replay = Replay(index, _identity_rules(args), policy=policy, allowlist=load_allowlists(args.allowlist))
     for path in [*args.iocs, *args.files]:
         if not path.exists():
             print(f"yokoten replay: file not found: {path}", file=sys.stderr)
@@ -62,6 +63,24 @@ def _run_ioc_push(args: argparse.Namespace) -> int:
     from service.feed_producer import push_feed
 
     return asyncio.run(push_feed(load_settings(), args.file, args.format, args.source))
+
+
+def _run_ioc_parse(args: argparse.Namespace) -> int:
+    from service.feed_files import read_feed
+
+    result = read_feed(args.file, args.format, args.source)
+    for ioc in result.iocs:
+        sys.stdout.buffer.write(orjson.dumps(ioc.to_record()) + b"\n")
+    for error in result.errors:
+        print(f"{args.file}:{error.line}: rejected ({error.reason}): {error.message}", file=sys.stderr)
+    print(f"{len(result.iocs)} accepted, {result.skipped} skipped, {len(result.errors)} rejected", file=sys.stderr)
+    return 0
+
+
+def _run_ioc_remove(args: argparse.Namespace) -> int:
+    from service.feed_producer import remove_iocs
+
+    return asyncio.run(remove_iocs(load_settings(), args.values, args.type))
 
 
 def _run_matcher(args: argparse.Namespace) -> int:
@@ -142,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--default-domain", help="DNS suffix for short host names and bare accounts")
     replay.add_argument("--domain-map", help="NetBIOS=DNS domain pairs, comma-separated")
     replay.add_argument("--host-aliases", help="ADDRESS=host.name pairs, comma-separated, from an asset inventory")
-    replay.add_argument("--max-entities", type=_at_least_two, default=1000, help="hosts and users tracked per IOC (default 1000)")
+    replay.add_argument(
+        "--max-entities", type=_at_least_two, default=1000, help="hosts and users tracked per IOC (default 1000)"
+    )
     replay.add_argument(
         "--window-days",
         type=float,
@@ -154,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=5,
         help="hosts at which an alert asks for an org-wide response (default 5)",
+    )
+    replay.add_argument("--allowlist", action="append", type=Path, default=[], help="allowlist file (repeatable)")
+    replay.add_argument(
+        "--min-confidence", type=int, default=0, help="skip IOCs with a lower confidence (0-100, default 0)"
     )
     replay.add_argument("--no-subdomains", action="store_true", help="domain IOCs match only the exact name")
     replay.add_argument("files", nargs="+", type=Path, help="event files, one record per line")
@@ -172,14 +197,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     push.add_argument("--source", help="feed name stored on each IOC (default: file name)")
     push.set_defaults(handler=_run_ioc_push)
+    parse = ioc_commands.add_parser("parse", help="print the IOC records a feed file yields, as JSON lines")
+    parse.add_argument("file", type=Path, help="feed file, or a MISP feed folder with manifest.json")
+    parse.add_argument(
+        "--format", default="auto", choices=FEED_FORMATS, help="feed format (default: detected from the content)"
+    )
+    parse.add_argument("--source", help="feed name stored on each IOC (default: file name)")
+    parse.set_defaults(handler=_run_ioc_parse)
+    remove = ioc_commands.add_parser("remove", epilog=ENV_EPILOG, help="remove IOCs from the IOC topic (tombstones)")
+    remove.add_argument("values", nargs="+", help="IOC values, written as in a feed (defanged forms accepted)")
+    remove.add_argument("--type", help="IOC type when it cannot be detected from the value (e.g. user-account)")
+    remove.set_defaults(handler=_run_ioc_remove)
 
     commands.add_parser("matcher", epilog=ENV_EPILOG, help="run a matcher worker").set_defaults(handler=_run_matcher)
-    commands.add_parser("correlator", epilog=ENV_EPILOG, help="run the correlator (faust worker)").set_defaults(handler=_run_correlator)
+    commands.add_parser("correlator", epilog=ENV_EPILOG, help="run the correlator (faust worker)").set_defaults(
+        handler=_run_correlator
+    )
     commands.add_parser(
         "retro-hunt", help="hunt newly added IOCs through the input topics' history (one instance)"
     ).set_defaults(handler=_run_retro_hunt)
 
-    produce = commands.add_parser("produce", epilog=ENV_EPILOG, help="produce the lines of files to a topic, one record per line")
+    produce = commands.add_parser(
+        "produce", epilog=ENV_EPILOG, help="produce the lines of files to a topic, one record per line"
+    )
     produce.add_argument("--topic", required=True, help="target topic")
     produce.add_argument("files", nargs="+", type=Path, help="text files; every non-blank line becomes one record")
     produce.set_defaults(handler=_run_produce)

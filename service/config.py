@@ -6,6 +6,7 @@ and an invalid value stops the service with a message naming the variable.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,9 +14,13 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detectors.adapters import formats
+from detectors.allowlist import Allowlist, parse_allowlist
+from detectors.exceptions import FeedError
 from detectors.identity import IdentityRules
 from detectors.observation import SourceKind
 from detectors.spread import DAY_MS, SpreadPolicy
+
+log = logging.getLogger(__name__)
 
 DEFAULT_INPUTS = "yokoten.mail:mail:auto,yokoten.proxy:proxy:auto,yokoten.edr:edr:auto"
 
@@ -34,7 +39,11 @@ class InputBinding:
 
 
 def _pairs(text: str) -> dict[str, str]:
-    return {left.strip(): right.strip() for left, _, right in (part.partition("=") for part in text.split(",")) if right.strip()}
+    return {
+        left.strip(): right.strip()
+        for left, _, right in (part.partition("=") for part in text.split(","))
+        if right.strip()
+    }
 
 
 def identity_rules(default_domain: str | None, domain_map: str, host_aliases: str) -> IdentityRules:
@@ -88,7 +97,13 @@ class Settings(BaseSettings):
     batch_timeout_ms: int = Field(200, ge=1, description="Longest wait for a batch, in milliseconds")
     default_domain: str | None = Field(None, description="DNS suffix that completes short host names and bare accounts")
     domain_map: str = Field("", description="NetBIOS=DNS domain pairs, comma-separated, e.g. EXAMPLE=example.com")
-    host_aliases: str = Field("", description="ADDRESS=host.name pairs, comma-separated, e.g. 10.20.0.11=ws01.corp.example")
+    host_aliases: str = Field(
+        "", description="ADDRESS=host.name pairs, comma-separated, e.g. 10.20.0.11=ws01.corp.example"
+    )
+    min_confidence: int = Field(0, ge=0, le=100, description="IOCs with a lower confidence are not loaded")
+    allowlist_files: str = Field(
+        "", description="Allowlist files (plain lists or MISP warninglists), comma-separated; listed values never alert"
+    )
     subdomains: bool = Field(True, description="Domain IOCs also match their subdomains")
     max_entities: int = Field(1000, ge=2, description="Hosts and users tracked per IOC before only counts grow")
     spread_window_days: float = Field(
@@ -137,6 +152,10 @@ class Settings(BaseSettings):
     def identity_rules(self) -> IdentityRules:
         return identity_rules(self.default_domain, self.domain_map, self.host_aliases)
 
+    def allowlist(self) -> Allowlist:
+        """Load the allowlist files; raise ConfigError naming a file that cannot be read."""
+        return load_allowlists([Path(part.strip()) for part in self.allowlist_files.split(",") if part.strip()])
+
     def spread_policy(self) -> SpreadPolicy:
         return SpreadPolicy(self.max_entities, int(self.spread_window_days * DAY_MS), self.org_wide_hosts)
 
@@ -151,6 +170,21 @@ class Settings(BaseSettings):
             options["sasl_plain_username"] = self.sasl_username
             options["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
         return options
+
+
+def load_allowlists(paths: list[Path]) -> Allowlist:
+    """Read allowlist files; rejected values are logged, an unreadable file raises ConfigError."""
+    allowlist = Allowlist()
+    for path in paths:
+        try:
+            entries, problems = parse_allowlist(path.read_text(encoding="utf-8", errors="replace"), path.name)
+        except (OSError, FeedError) as error:
+            raise ConfigError(f"YOKOTEN_ALLOWLIST_FILES: cannot use {path}: {error}") from None
+        for problem in problems:
+            log.warning("Allowlist value rejected: %s", problem)
+        log.info("Loaded allowlist %s with %d values from %s", entries.name, len(entries), path)
+        allowlist.lists.append(entries)
+    return allowlist
 
 
 def load_settings(env_file: Path | None = None, **overrides: object) -> Settings:

@@ -11,6 +11,8 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from detectors.exceptions import FeedError
+from detectors.ioc import resolve_type
 from service.config import Settings
 from service.feed_files import read_feed
 
@@ -45,6 +47,29 @@ async def push_feed(settings: Settings, path: Path, fmt: str, source: str | None
         file=sys.stderr,
     )
     return 1 if result.errors else 0
+
+
+async def remove_iocs(settings: Settings, values: list[str], type_name: str | None) -> int:
+    """Produce a tombstone for each IOC value; return 2 when a value cannot be typed."""
+    keys = []
+    for value in values:
+        try:
+            kind, canonical = resolve_type(type_name, value)
+        except FeedError as error:
+            print(f"yokoten ioc remove: {error}", file=sys.stderr)
+            return 2
+        keys.append(f"{kind.value}:{canonical}")
+    producer = AIOKafkaProducer(acks="all", **settings.kafka_options())  # type: ignore[arg-type]
+    await producer.start()
+    try:
+        await asyncio.gather(
+            *[await producer.send(settings.ioc_topic, key=key.encode("utf-8"), value=None) for key in keys]
+        )
+    finally:
+        await producer.stop()
+    for key in keys:
+        print(f"yokoten ioc remove: tombstone for {key} produced to {settings.ioc_topic}", file=sys.stderr)
+    return 0
 
 
 async def produce_lines(settings: Settings, topic: str, paths: list[Path]) -> int:

@@ -9,6 +9,9 @@ RECORDS_REJECTED = Counter(
     "yokoten_records_rejected_total", "Records sent to the dead-letter topic", ["source", "reason"]
 )
 MATCHES = Counter("yokoten_matches_total", "IOC matches (one per IOC and event)", ["ioc_type", "source"])
+SIGHTINGS_SUPPRESSED = Counter(
+    "yokoten_sightings_suppressed_total", "Sightings of allowlisted IOCs, which never alert", ["allowlist"]
+)
 SIGHTINGS_PRODUCED = Counter("yokoten_sightings_produced_total", "Sightings acknowledged by the broker")
 ALERTS = Counter("yokoten_alerts_total", "Alerts published, first and updated", ["severity"])
 IOCS_LOADED = Gauge("yokoten_iocs_loaded", "Active IOCs held in memory", ["type"])

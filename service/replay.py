@@ -17,6 +17,7 @@ from typing import IO, Any
 import orjson
 
 from detectors.adapters.stream import RecordRef, StreamParser
+from detectors.allowlist import Allowlist
 from detectors.exceptions import MalformedRecordError
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex
@@ -37,6 +38,7 @@ class ReplaySummary:
     rejected: int = 0
     skipped: int = 0
     sightings: int = 0
+    suppressed: int = 0
     alerts: int = 0
     iocs: int = 0
     feed_errors: int = 0
@@ -47,7 +49,7 @@ class ReplaySummary:
         return (
             f"yokoten replay: {self.iocs} IOCs loaded ({self.feed_errors} feed errors), {self.files} files, "
             f"{self.records} records, {self.rejected} rejected{f' ({reasons})' if reasons else ''}, "
-            f"{self.skipped} blank lines skipped, {self.sightings} sightings, {self.alerts} alerts"
+            f"{self.skipped} blank lines skipped, {self.sightings} sightings ({self.suppressed} allowlisted), {self.alerts} alerts"
         )
 
 
@@ -74,8 +76,14 @@ class Replay:
     """Replays event files through the matcher and the spread state in memory."""
 
     def __init__(
-        self, index: IocIndex, rules: IdentityRules, max_entities: int = 1000, policy: SpreadPolicy | None = None
+        self,
+        index: IocIndex,
+        rules: IdentityRules,
+        max_entities: int = 1000,
+        policy: SpreadPolicy | None = None,
+        allowlist: Allowlist | None = None,
     ) -> None:
+        self.allowlist = allowlist
         self.index = index
         self.rules = rules
         self.policy = policy or SpreadPolicy(max_entities=max_entities)
@@ -115,8 +123,9 @@ class Replay:
 
     def _correlate(self, observations: list[tuple[Observation, RecordRef]], alerts_out: IO[bytes], now_ms: int) -> None:
         for observation, ref in observations:
-            for sighting in sightings_of(observation, ref, self.index, now_ms):
+            for sighting in sightings_of(observation, ref, self.index, now_ms, self.allowlist):
                 self.summary.sightings += 1
+                self.summary.suppressed += bool(sighting.get("suppressed_by"))
                 state = self.states.setdefault(sighting["ioc"]["key"], new_state())
                 if apply_sighting(state, sighting, now_ms, policy=self.policy):
                     alerts_out.write(orjson.dumps(build_alert(state, now_ms, self.policy.org_wide_hosts)) + b"\n")
