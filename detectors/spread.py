@@ -14,6 +14,7 @@ host alerts, the first one included.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +62,15 @@ def new_state() -> dict[str, Any]:
     }
 
 
-def _ref_id(event: dict[str, Any]) -> str:
-    return f"{event['topic']}/{event['partition']}/{event['offset']}"
+def _ref_id(sighting: dict[str, Any]) -> str:
+    """Identify the event a sighting came from, so a redelivered sighting is recognised.
+
+    A joined format may emit several observations for one record (one per
+    mail recipient), so the entities are part of the identity.
+    """
+    event = sighting["event"]
+    entities = zlib.crc32("\x00".join([*sighting["hosts"], "\x01", *sighting["users"]]).encode("utf-8"))
+    return f"{event['topic']}/{event['partition']}/{event['offset']}/{entities:08x}"
 
 
 def _touch_entity(
@@ -144,7 +152,7 @@ def apply_sighting(
     """
     policy = policy or SpreadPolicy(max_entities=max_entities, window_ms=None)
     event = sighting["event"]
-    ref = _ref_id(event)
+    ref = _ref_id(sighting)
     if ref in state["recent"]:
         return False
     state["recent"].append(ref)

@@ -14,6 +14,13 @@ zeek      Zeek JSON logs (http, dns, conn, files,     proxy; smtp: mail
 zeek-tsv  Zeek TSV logs, read after the header        as zeek
           lines of their stream
 zscaler   Zscaler NSS web logs as JSON                proxy
+mde       Defender XDR advanced-hunting rows of the   edr
+          device, identity and cloud-app tables
+nessus    Nessus CSV export rows, read after the      vuln
+          header row of their stream
+openvas   Greenbone CSV Results rows, read after      vuln
+          the header row of their stream
+ecs-vuln  ECS documents with vulnerability.id         vuln
 postfix   Postfix maillog lines, joined per message   mail
 m365      Defender for Office 365 e-mail rows,        mail
           joined per message and recipient

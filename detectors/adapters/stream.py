@@ -39,7 +39,8 @@ class Joiner(Protocol):
     ``add`` returns the observations completed by the record (often none);
     ``expire`` returns partial ones older than the join window. Every
     observation carries the ref of the record that completed or last
-    extended it. ``oldest_offset`` is the offset of the oldest record still
+    extended it; two observations may share a ref only if their entities
+    differ, because the correlator recognises redeliveries by ref and entities. ``oldest_offset`` is the offset of the oldest record still
     buffered, so the caller never commits past it.
     """
 
