@@ -105,10 +105,16 @@ def test_spread_each_new_entity_updates() -> None:
 
 def test_spread_duplicate_event_ignored() -> None:
     state = new_state()
-    _apply_all(state, _sighting(1, ["ws01.example.com"]))
-    assert _apply_all(state, _sighting(1, ["ws02.example.com"])) == [False]
-    assert sorted(state["hosts"]) == ["ws01.example.com"]
+    _apply_all(state, _sighting(1, ["ws01.example.com"], ["alice@example.com"]))
+    assert _apply_all(state, _sighting(1, ["ws01.example.com"], ["alice@example.com"])) == [False]
     assert state["sightings"] == 1
+
+
+def test_spread_same_record_other_recipient_counts() -> None:
+    state = new_state()
+    _apply_all(state, _sighting(1, [], ["alice@example.com"], stage="delivered", source="mail"))
+    assert _apply_all(state, _sighting(1, [], ["bob@example.com"], stage="delivered", source="mail")) == [True]
+    assert state["sightings"] == 2
 
 
 def test_spread_max_entities_overflow() -> None:
