@@ -127,12 +127,13 @@ def _age_out(state: dict[str, Any], window_ms: int | None) -> None:
 
 def _link(state: dict[str, Any], hosts: list[str], users: list[str]) -> None:
     """Remember that an event named these hosts and users together."""
+    users = [user for user in users if user in state["users"]]
     for host in hosts:
-        if host not in state["hosts"]:
+        if host not in state["hosts"] or not users:
             continue
         linked = state["links"].setdefault(host, [])
         for user in users:
-            if user in state["users"] and user not in linked and len(linked) < MAX_LINKS_PER_HOST:
+            if user not in linked and len(linked) < MAX_LINKS_PER_HOST:
                 linked.append(user)
 
 

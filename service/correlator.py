@@ -4,7 +4,8 @@ Sightings are keyed by IOC, so all sightings of one IOC reach the same
 partition and the same ``spread`` table partition, whose changelog topic
 restores the state after a restart or a rebalance. An alert is produced and
 acknowledged before the sighting's offset can be committed; a failed
-produce is retried in place, never skipped.
+produce is retried in place, never skipped. A sighting that fails the checks
+or the detectors goes to the dead-letter topic and changes no state.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import faust
 import orjson
 from aiokafka.errors import KafkaError
 
+from detectors.observation import Stage
 from detectors.spread import apply_sighting, build_alert, new_state
 from detectors.stix_sighting import build_sighting_bundle
 from service import metrics
@@ -27,6 +29,7 @@ from service.http import start_http_server
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
 _REQUIRED = ("ioc", "event", "hosts", "users")
+_STAGES = frozenset(stage.value for stage in Stage)
 
 
 def validate_sighting(value: bytes | None) -> dict[str, Any]:
@@ -42,6 +45,11 @@ def validate_sighting(value: bytes | None) -> dict[str, Any]:
     event = sighting["event"]
     if not all(name in event for name in ("topic", "partition", "offset", "source", "stage")):
         raise ValueError("sighting event lacks topic, partition, offset, source or stage")
+    if event["stage"] not in _STAGES:
+        raise ValueError(f"sighting event stage {event['stage']!r} is not one of {', '.join(sorted(_STAGES))}")
+    for name in ("hosts", "users"):
+        if not isinstance(sighting[name], list) or not all(isinstance(item, str) for item in sighting[name]):
+            raise ValueError(f"sighting {name} is not a list of strings")
     return sighting
 
 
@@ -52,6 +60,8 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.correlator_id,
         broker=broker,
+        # The same SASL and TLS settings as the aiokafka clients of the other workers.
+        broker_credentials=settings.faust_credentials(),
         store="memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
@@ -89,33 +99,44 @@ def create_app(settings: Settings) -> faust.App:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
+    async def dead_letter(event: faust.EventT, error: Exception) -> None:
+        message = event.message
+        metrics.RECORDS_REJECTED.labels(source="sightings", reason="sighting").inc()
+        log.warning("Dead-lettering sighting %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
+        headers = {
+            "yokoten.reason": b"sighting",
+            "yokoten.error": str(error).encode("utf-8")[:1024],
+            "yokoten.source.topic": message.topic.encode("utf-8"),
+            "yokoten.source.partition": str(message.partition).encode("ascii"),
+            "yokoten.source.offset": str(message.offset).encode("ascii"),
+        }
+        await send_acknowledged(dead_letter_topic, event.key, event.value or b"", headers)
+
     @app.agent(sightings_topic)
     async def correlate(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            message = event.message
             try:
                 sighting = validate_sighting(event.value)
             except (ValueError, orjson.JSONDecodeError) as error:
-                metrics.RECORDS_REJECTED.labels(source="sightings", reason="sighting").inc()
-                log.warning(
-                    "Dead-lettering sighting %s[%d]@%d: %s", message.topic, message.partition, message.offset, error
-                )
-                headers = {
-                    "yokoten.reason": b"sighting",
-                    "yokoten.error": str(error).encode("utf-8")[:1024],
-                    "yokoten.source.topic": message.topic.encode("utf-8"),
-                    "yokoten.source.partition": str(message.partition).encode("ascii"),
-                    "yokoten.source.offset": str(message.offset).encode("ascii"),
-                }
-                await send_acknowledged(dead_letter_topic, event.key, event.value or b"", headers)
+                await dead_letter(event, error)
                 continue
             key = sighting["ioc"]["key"]
-            state = spread.get(key) or new_state()
+            stored = spread.get(key)
+            # The memory store returns the stored object itself. Working on a
+            # copy leaves it as it was when a sighting fails half-way.
+            state = orjson.loads(orjson.dumps(stored)) if stored else new_state()
             now_ms = int(time.time() * 1000)
-            due = apply_sighting(state, sighting, now_ms, policy=policy)
-            alert = build_alert(state, now_ms, policy.org_wide_hosts) if due else None
-            if stix_topic is not None and (due or state["sightings"] == 1):
-                bundle = build_sighting_bundle(state, now_ms)
+            bundle = None
+            try:
+                due = apply_sighting(state, sighting, now_ms, policy=policy)
+                alert = build_alert(state, now_ms, policy.org_wide_hosts) if due else None
+                if stix_topic is not None and (due or state["sightings"] == 1):
+                    bundle = build_sighting_bundle(state, now_ms)
+            except Exception as error:  # noqa: BLE001 - a sighting the detectors reject must not crash the agent
+                log.exception("Sighting %s could not be applied", sighting["event"])
+                await dead_letter(event, error)
+                continue
+            if stix_topic is not None and bundle is not None:
                 await send_acknowledged(stix_topic, key.encode("utf-8"), orjson.dumps(bundle))
             if alert is not None:
                 await send_acknowledged(alerts_topic, alert["yokoten"]["alert_id"].encode("ascii"), orjson.dumps(alert))

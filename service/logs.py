@@ -25,9 +25,39 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
+class RepeatFilter(logging.Filter):
+    """Passes a library message template at most once per ``interval_s``, with a count of the dropped repeats.
+
+    aiokafka logs every failed reconnect, many times a second while a broker
+    is down; one line per template and interval says the same.
+    """
+
+    def __init__(self, prefixes: tuple[str, ...] = ("aiokafka",), interval_s: float = 10.0) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.interval_s = interval_s
+        self._last: dict[tuple[str, str], float] = {}
+        self._dropped: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval_s) < self.interval_s:
+            self._dropped[key] = self._dropped.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        dropped = self._dropped.pop(key, 0)
+        if dropped:
+            record.msg = f"{record.msg} ({dropped} similar messages suppressed)"
+        return True
+
+
 def configure_logging(level: str, fmt: str = "text") -> None:
     """Send logs to standard error as text or JSON lines (``fmt`` is ``text`` or ``json``)."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RepeatFilter())
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime

@@ -1,9 +1,10 @@
 """The matcher worker: input topics in, sightings out, in batches.
 
 Delivery is at least once. Input offsets are committed only after every
-sighting and dead-letter record of the batch is acknowledged by the broker;
-when a produce or commit fails, the worker seeks back to the start of the
-batch and processes it again after a backoff, so no record is skipped.
+sighting and dead-letter record of the batch is acknowledged by the broker,
+and never past a record that a join still buffers. When a produce or commit
+fails, the worker reads every partition the batch touched again from its
+last committed offset, after a backoff, so no record is skipped.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from service.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
-# Not ready when no fetch response arrived, or one batch waited for the
-# broker, for this long: a healthy consumer hears from the broker every
-# fetch wait (0.5 s) even when idle.
+# The worker is not ready when no fetch response arrived, or one batch has
+# waited for the broker, for this long. A healthy consumer gets a fetch
+# response at least every fetch_max_wait_ms (500 ms in aiokafka 0.14), even when idle.
 STALL_SECONDS = 10.0
 
 
@@ -62,6 +63,10 @@ class MatcherWorker:
         self._rejections = RateLimitedLog(log)
         self._batch_started: float | None = None
         self._batch_failing = False
+        # Per partition, the offset last committed by this worker, or the one
+        # it started reading from. A failed batch is read again from here.
+        self._committed: dict[TopicPartition, int] = {}
+        self._revocations = 0
 
     def is_ready(self) -> bool:
         return self.not_ready_reason() is None
@@ -69,12 +74,15 @@ class MatcherWorker:
     def not_ready_reason(self) -> str | None:
         """Why the worker is not ready, or None when it is.
 
-        Ready means: the IOC set is loaded, partitions are assigned, the last
-        batch did not fail, no batch has waited for the broker longer than
-        STALL_SECONDS, and a fetch response arrived within STALL_SECONDS.
+        Ready means: the IOC set is loaded and followed, partitions are
+        assigned, the last batch did not fail, no batch has waited for the
+        broker longer than STALL_SECONDS, and a fetch response arrived within
+        STALL_SECONDS.
         """
         if not self.feed.loaded:
             return "IOC set not loaded"
+        if not self.feed.following:
+            return "reading the IOC topic failed"
         if self._batch_failing:
             return "batches fail"
         assignment = self.consumer.assignment()
@@ -132,13 +140,7 @@ class MatcherWorker:
                     self._batch_failing = True
                     metrics.BATCH_RETRIES.inc()
                     log.warning("Batch failed (%s); re-reading it in %.1f s", error, backoff)
-                    # A rebalance during the batch may have moved partitions to
-                    # another worker, which reads them from the committed offset;
-                    # seeking one no longer assigned would raise and stop this worker.
-                    assigned = self.consumer.assignment()
-                    for tp, records in batches.items():
-                        if tp in assigned:
-                            self.consumer.seek(tp, records[0].offset)
+                    self._rewind(batches)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         finally:
@@ -163,6 +165,10 @@ class MatcherWorker:
 
     async def _process_batch(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         started = time.perf_counter()
+        revocations = self._revocations
+        for tp, records in batches.items():
+            self._committed.setdefault(tp, records[0].offset)
+
         self.index.prepare()
         now_ms = int(time.time() * 1000)
         pending: list[Awaitable[Any]] = []
@@ -178,9 +184,18 @@ class MatcherWorker:
         metrics.JOIN_PENDING.set(sum(parser.pending for parser in self.parsers.values()))
         if pending:
             await asyncio.gather(*pending)
-        await self.consumer.commit(
-            {tp: self._commit_offset(tp, records[-1].offset + 1) for tp, records in batches.items()}
-        )
+
+        if self._revocations != revocations:
+            # A rebalance dropped the parsers this batch fed, and the consumer
+            # reads reassigned partitions again from their committed offsets.
+            log.info("Partitions were revoked during the batch; it is read again instead of committed")
+            self._rewind(batches)
+            return
+
+        offsets = {tp: self._commit_offset(tp, records[-1].offset + 1) for tp, records in batches.items()}
+        await self.consumer.commit(offsets)
+        self._committed.update(offsets)
+
         finished = time.perf_counter()
         metrics.BATCH_SECONDS.observe(finished - started)
         newest = max(records[-1].timestamp for records in batches.values())
@@ -198,10 +213,35 @@ class MatcherWorker:
         oldest = self.parsers[tp].oldest_offset() if tp in self.parsers else None
         return next_offset if oldest is None else min(oldest, next_offset)
 
+    def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Read again, from the last committed offset, every partition the unfinished batch touched.
+
+        Joins may have completed or expired in that batch, so every parser
+        starts over (keeping its header context) and is rebuilt by reading
+        from the committed offsets, which never pass a record a join buffers.
+        A partition no longer assigned is left to its new owner: seeking it
+        would raise and stop this worker.
+        """
+        assigned = self.consumer.assignment()
+        for tp in set(batches) | set(self.parsers):
+            parser = self.parsers.pop(tp, None)
+            if tp not in assigned:
+                continue
+            if parser is not None:
+                self.parsers[tp] = StreamParser(
+                    parser.fmt, parser.rules, parser.source, parser.join_window_ms, parser.max_pending, parser.context
+                )
+            offset = self._committed.get(tp)
+            if offset is not None:
+                self.consumer.seek(tp, offset)
+
     def forget_partitions(self, revoked: set[TopicPartition]) -> None:
         """Drop per-partition state of partitions another worker now owns."""
+        if revoked:
+            self._revocations += 1
         for tp in revoked:
             self.parsers.pop(tp, None)
+            self._committed.pop(tp, None)
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
 

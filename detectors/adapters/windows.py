@@ -54,7 +54,7 @@ _PEER_ADDRESS_EVENTS = frozenset({"4624", "4625", "4648", "5140", "5145"})
 
 def is_windows_event(record: dict[str, Any]) -> bool:
     """Return True when ``record`` has the shape of a Windows event log record."""
-    return "EventID" in record and ("Channel" in record or "EventData" in record or "Hostname" in record)
+    return "EventID" in record and any(name in record for name in ("Channel", "EventData", "Hostname", "Computer", "EventLog"))
 
 
 def _event_id(record: dict[str, Any]) -> str:
@@ -119,7 +119,7 @@ def _timestamp(fields: dict[str, Any]) -> int | None:
     created = fields.get("TimeCreated")
     if isinstance(created, dict):
         created = created.get("SystemTime")
-    for candidate in (fields.get("UtcTime"), created, fields.get("@timestamp")):
+    for candidate in (fields.get("UtcTime"), created, fields.get("@timestamp"), fields.get("TimeGenerated")):
         parsed = parse_timestamp(candidate)
         if parsed is not None:
             return parsed
