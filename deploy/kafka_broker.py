@@ -10,10 +10,15 @@ Library use::
     with KafkaBroker() as broker:
         connect_to(broker.bootstrap)   # "127.0.0.1:<port>"
 
+    # A second listener with SASL_PLAINTEXT and SCRAM-SHA-256/512 users.
+    with KafkaBroker(scram_users={"alice": "alice-secret"}) as broker:
+        connect_to(broker.sasl_bootstrap, "SCRAM-SHA-256", "alice", "alice-secret")
+
 Command line::
 
     python deploy/kafka_broker.py fetch
     python deploy/kafka_broker.py run [--port 9092] [--data-dir DIR]
+    python deploy/kafka_broker.py run --scram-users-file users.txt [--sasl-port 9094]
 
 Needs a JDK 17 or newer (``java``) and Apache Maven (``mvn``) on PATH.
 """
@@ -25,6 +30,7 @@ import atexit
 import base64
 import fcntl
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -85,6 +91,15 @@ METADATA_KEY = 3
 # uses the fixed-width encoding. Kafka 4.1.1 accepts Metadata v0-v13.
 METADATA_VERSION = 4
 CLIENT_ID = "yokoten-kafka-broker-probe"
+
+# The optional SASL listener. Its security protocol is also its listener name.
+SASL_LISTENER = "SASL_PLAINTEXT"
+# SCRAM mechanism names as Kafka spells them, with the hashlib hash of each.
+SCRAM_MECHANISMS = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
+# Kafka 4.1.1 rejects fewer than 4096 iterations for both mechanisms.
+SCRAM_ITERATIONS = 4096
+SCRAM_SALT_BYTES = 16
+SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 
 
 class KafkaBrokerError(RuntimeError):
@@ -321,6 +336,76 @@ def probe_broker(port: int, timeout_s: float = 2.0) -> list[tuple[int, str, int]
         return parse_metadata_brokers(send_request(sock, METADATA_KEY, METADATA_VERSION, 2, metadata_body))
 
 
+def probe_api_versions(port: int, timeout_s: float = 2.0) -> dict[int, tuple[int, int]]:
+    """Return the API versions of the Kafka server on 127.0.0.1:`port`.
+
+    A SASL listener responds to ApiVersions before the client authenticates,
+    so this also checks a listener that rejects this probe's Metadata request.
+    """
+    with socket.create_connection((LOOPBACK_HOST, port), timeout=timeout_s) as sock:
+        return parse_api_versions(send_request(sock, API_VERSIONS_KEY, API_VERSIONS_VERSION, 1, b""))
+
+
+# ---------------------------------------------------------------------------
+# SCRAM users
+# ---------------------------------------------------------------------------
+
+
+def check_scram_users(users: dict[str, str]) -> None:
+    """Raise ValueError for a user name that StorageTool's --add-scram cannot carry.
+
+    StorageTool splits the option value on commas and strips one pair of
+    double quotes around a value, so names contain neither.
+    """
+    for name, password in users.items():
+        if not isinstance(name, str) or not isinstance(password, str):
+            raise ValueError(f"SCRAM user names and passwords must be strings, got {type(name).__name__} for {name!r}")
+        if not name or "," in name or '"' in name or name != name.strip():
+            raise ValueError(
+                f"SCRAM user name {name!r} is invalid: use a non-empty name without commas, "
+                "double quotes or surrounding spaces"
+            )
+
+
+def scram_credential_argument(mechanism: str, name: str, password: str) -> str:
+    """Return one StorageTool --add-scram value for `name`, with a salted password.
+
+    The salted password is PBKDF2-HMAC over the UTF-8 password, as SCRAM
+    (RFC 5802) and Kafka's ScramFormatter compute it. Passing it in place of
+    password=... keeps the plain password out of the process list and lets
+    it contain commas. The salted password still authenticates as `name` to
+    this broker, so the broker stays on loopback.
+    """
+    salt = os.urandom(SCRAM_SALT_BYTES)
+    salted = hashlib.pbkdf2_hmac(SCRAM_MECHANISMS[mechanism], password.encode("utf-8"), salt, SCRAM_ITERATIONS)
+    return (
+        f"{mechanism}=[name={name},iterations={SCRAM_ITERATIONS},"
+        f"salt={base64.b64encode(salt).decode()},saltedpassword={base64.b64encode(salted).decode()}]"
+    )
+
+
+def scram_arguments(users: dict[str, str]) -> list[str]:
+    """Return StorageTool options that create every user for every SCRAM mechanism."""
+    arguments = []
+    for name, password in sorted(users.items()):
+        for mechanism in SCRAM_MECHANISMS:
+            arguments += ["--add-scram", scram_credential_argument(mechanism, name, password)]
+    return arguments
+
+
+def read_scram_users_file(path: Path) -> dict[str, str]:
+    """Read ``name=password`` lines; blank lines and lines starting with "#" are skipped."""
+    users = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, separator, password = line.partition("=")
+        if not separator:
+            raise ValueError(f"{path}:{number}: expected name=password, found no '='")
+        users[name.strip()] = password
+    return users
+
+
 # ---------------------------------------------------------------------------
 # Broker
 # ---------------------------------------------------------------------------
@@ -361,18 +446,38 @@ def escape_property(value: str) -> str:
     return value.replace("\\", "\\\\")
 
 
-def broker_properties(port: int, controller_port: int, log_dirs: Path) -> dict[str, str]:
-    """Return server.properties settings for a one-node test cluster."""
+def broker_properties(port: int, controller_port: int, log_dirs: Path, sasl_port: int | None = None) -> dict[str, str]:
+    """Return server.properties settings for a one-node test cluster.
+
+    With `sasl_port`, clients can also connect to a SASL_PLAINTEXT listener
+    that accepts SCRAM-SHA-256 and SCRAM-SHA-512. The broker and the
+    controller talk to each other over PLAINTEXT in both cases.
+    """
+    listeners = [f"PLAINTEXT://{LOOPBACK_HOST}:{port}", f"CONTROLLER://{LOOPBACK_HOST}:{controller_port}"]
+    advertised = [f"PLAINTEXT://{LOOPBACK_HOST}:{port}"]
+    protocol_map = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    sasl_settings = {}
+    if sasl_port is not None:
+        listeners.append(f"{SASL_LISTENER}://{LOOPBACK_HOST}:{sasl_port}")
+        advertised.append(f"{SASL_LISTENER}://{LOOPBACK_HOST}:{sasl_port}")
+        protocol_map.append(f"{SASL_LISTENER}:{SASL_LISTENER}")
+        prefix = f"listener.name.{SASL_LISTENER.lower()}"
+        sasl_settings[f"{prefix}.sasl.enabled.mechanisms"] = ",".join(SCRAM_MECHANISMS)
+        # The server side of SCRAM needs a JAAS login module per mechanism. It
+        # has no credentials because the users are stored in the cluster metadata.
+        for mechanism in SCRAM_MECHANISMS:
+            sasl_settings[f"{prefix}.{mechanism.lower()}.sasl.jaas.config"] = SCRAM_LOGIN_MODULE
     return {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         # A static voter set needs no --standalone at format time.
         "controller.quorum.voters": f"{NODE_ID}@{LOOPBACK_HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{LOOPBACK_HOST}:{port},CONTROLLER://{LOOPBACK_HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{LOOPBACK_HOST}:{port}",
+        "listeners": ",".join(listeners),
+        "advertised.listeners": ",".join(advertised),
         "inter.broker.listener.name": "PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocol_map),
+        **sasl_settings,
         "log.dirs": escape_property(str(log_dirs)),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
@@ -422,6 +527,12 @@ class KafkaBroker:
     None, a temporary folder is created at start() and removed by stop().
     Ports left as None are picked from the free ports on 127.0.0.1.
 
+    `scram_users` ({name: password}) adds a SASL_PLAINTEXT listener on
+    `sasl_port` (`sasl_bootstrap`), and every user can log in there with
+    SCRAM-SHA-256 and SCRAM-SHA-512. The users are written when the storage
+    is formatted, so a data dir formatted earlier keeps the users of that
+    run. The PLAINTEXT listener on `port` stays open without authentication.
+
     NOTE: stop() also runs at interpreter exit, but not when the Python process
     is killed by a signal it does not handle (SIGTERM, SIGKILL). The JVM then
     keeps running and must be stopped by its pid.
@@ -432,15 +543,29 @@ class KafkaBroker:
         data_dir: Path | None = None,
         port: int | None = None,
         controller_port: int | None = None,
+        *,
+        scram_users: dict[str, str] | None = None,
+        sasl_port: int | None = None,
     ) -> None:
-        if port is None or controller_port is None:
-            free_port, free_controller_port = pick_free_ports(2)
-            port = free_port if port is None else port
-            controller_port = free_controller_port if controller_port is None else controller_port
-        if port == controller_port:
-            raise ValueError(f"port and controller_port are both {port}; give two different ports")
+        if sasl_port is not None and scram_users is None:
+            raise ValueError("sasl_port is set but scram_users is None; pass scram_users to open the SASL listener")
+        if scram_users is not None:
+            check_scram_users(scram_users)
+        wants_sasl_port = scram_users is not None and sasl_port is None
+        free_ports = iter(pick_free_ports([port, controller_port].count(None) + wants_sasl_port))
+        port = next(free_ports) if port is None else port
+        controller_port = next(free_ports) if controller_port is None else controller_port
+        sasl_port = next(free_ports) if wants_sasl_port else sasl_port
+        ports = [port, controller_port] + ([sasl_port] if sasl_port is not None else [])
+        if len(set(ports)) != len(ports):
+            raise ValueError(
+                f"port {port}, controller_port {controller_port} and sasl_port {sasl_port} "
+                "must all differ; give different ports"
+            )
         self.port = port
         self.controller_port = controller_port
+        self.sasl_port = sasl_port
+        self._scram_users = dict(scram_users) if scram_users is not None else None
         self._requested_data_dir = Path(data_dir) if data_dir is not None else None
         self._data_dir: Path | None = None
         self._owns_data_dir = False
@@ -452,6 +577,18 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         """Bootstrap address for Kafka clients, "127.0.0.1:<port>"."""
         return f"{LOOPBACK_HOST}:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """Bootstrap address of the SASL_PLAINTEXT listener, "127.0.0.1:<sasl_port>".
+
+        Raises KafkaBrokerError when the broker was created without scram_users.
+        """
+        if self.sasl_port is None:
+            raise KafkaBrokerError(
+                f"The broker on {self.bootstrap} has no SASL listener; create it with scram_users to open one"
+            )
+        return f"{LOOPBACK_HOST}:{self.sasl_port}"
 
     @property
     def data_dir(self) -> Path | None:
@@ -552,9 +689,10 @@ class KafkaBroker:
         data_dir = self._prepare_data_dir()
 
         properties_path = data_dir / "server.properties"
-        settings = broker_properties(self.port, self.controller_port, data_dir / KRAFT_LOG_DIR_NAME)
+        settings = broker_properties(self.port, self.controller_port, data_dir / KRAFT_LOG_DIR_NAME, self.sasl_port)
         write_properties(properties_path, settings)
-        format_storage(java, libs, data_dir, properties_path)
+        extra_arguments = scram_arguments(self._scram_users) if self._scram_users else []
+        format_storage(java, libs, data_dir, properties_path, extra_arguments)
 
         command = [
             java,
@@ -566,9 +704,10 @@ class KafkaBroker:
             str(properties_path),
         ]
         LOG.info(
-            "Starting Kafka broker on %s (controller port %s)",
+            "Starting Kafka broker on %s (controller port %s, SASL port %s)",
             self.bootstrap,
             self.controller_port,
+            self.sasl_port,
         )
         self._console = open(data_dir / "broker.out", "ab")
         # The JVM stays in the caller's process group, so a Ctrl-C in the
@@ -598,9 +737,16 @@ class KafkaBroker:
             except (OSError, ConnectionError, struct.error) as error:
                 last_error = error
             else:
-                if any(node_id == NODE_ID for node_id, _, _ in brokers):
+                if not any(node_id == NODE_ID for node_id, _, _ in brokers):
+                    last_error = ConnectionError(f"Metadata lists brokers {brokers}")
+                elif self.sasl_port is None:
                     return
-                last_error = ConnectionError(f"Metadata lists brokers {brokers}")
+                else:
+                    try:
+                        probe_api_versions(self.sasl_port)
+                        return
+                    except (OSError, ConnectionError, struct.error) as error:
+                        last_error = error
             time.sleep(PROBE_INTERVAL_S)
         raise KafkaBrokerError(
             f"The Kafka broker for {self.bootstrap} did not serve Metadata "
@@ -617,16 +763,26 @@ def log4j_options(data_dir: Path) -> list[str]:
     ]
 
 
-def format_storage(java: str, libs: Path, data_dir: Path, properties_path: Path) -> None:
+def format_storage(
+    java: str, libs: Path, data_dir: Path, properties_path: Path, extra_arguments: list[str] | None = None
+) -> None:
     """Format the KRaft log dir with a new random cluster id.
 
-    A log dir that already contains meta.properties, from an earlier run with
-    the same data dir, is left as it is. StorageTool would reject it because
-    its cluster id differs from the new one.
+    `extra_arguments` go to StorageTool's format command, such as the
+    --add-scram options from scram_arguments(). A log dir that already
+    contains meta.properties, from an earlier run with the same data dir, is
+    left as it is. StorageTool would reject it because its cluster id differs
+    from the new one.
     """
     meta_properties = data_dir / KRAFT_LOG_DIR_NAME / "meta.properties"
     if meta_properties.exists():
         LOG.info("Reusing Kafka storage formatted earlier, see %s", meta_properties)
+        if extra_arguments:
+            LOG.warning(
+                "SCRAM users are created only when the storage is formatted; %s keeps the users of the run "
+                "that formatted it. Delete that data dir to create the requested users.",
+                data_dir,
+            )
         return
     command = [
         java,
@@ -640,6 +796,7 @@ def format_storage(java: str, libs: Path, data_dir: Path, properties_path: Path)
         str(properties_path),
         "--cluster-id",
         new_cluster_id(),
+        *(extra_arguments or []),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:
@@ -684,6 +841,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--port", type=int, help="PLAINTEXT listener port (default: a free port)")
     run.add_argument("--controller-port", type=int, help="KRaft controller port (default: a free port)")
     run.add_argument(
+        "--scram-users-file",
+        type=Path,
+        help="file of name=password lines; opens a SASL_PLAINTEXT listener where these users log in "
+        "with SCRAM-SHA-256 or SCRAM-SHA-512",
+    )
+    run.add_argument(
+        "--sasl-port", type=int, help="SASL_PLAINTEXT listener port, with --scram-users-file (default: a free port)"
+    )
+    run.add_argument(
         "--data-dir",
         type=Path,
         help="folder for config, partition data and logs, kept after exit "
@@ -719,6 +885,8 @@ def run_until_signal(broker: KafkaBroker, timeout: float) -> int:
         broker.start(timeout=timeout)
         ready.set()
         print(f"bootstrap={broker.bootstrap}", flush=True)
+        if broker.sasl_port is not None:
+            print(f"sasl_bootstrap={broker.sasl_bootstrap}", flush=True)
         while not stop_requested.wait(1.0):
             if not broker.is_running():
                 LOG.error(
@@ -739,9 +907,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             print(ensure_jars())
             return 0
-        broker = KafkaBroker(args.data_dir, args.port, args.controller_port)
+        scram_users = read_scram_users_file(args.scram_users_file) if args.scram_users_file else None
+        broker = KafkaBroker(
+            args.data_dir, args.port, args.controller_port, scram_users=scram_users, sasl_port=args.sasl_port
+        )
         return run_until_signal(broker, args.timeout)
-    except KafkaBrokerError as error:
+    except (KafkaBrokerError, ValueError, OSError) as error:
         LOG.error("%s", error)
         return 1
     except KeyboardInterrupt:

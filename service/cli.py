@@ -243,7 +243,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KafkaConnectionError as error:
         servers = os.environ.get("YOKOTEN_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-        print(f"yokoten: cannot reach Kafka at {servers} ({error}); check YOKOTEN_BOOTSTRAP_SERVERS", file=sys.stderr)
+        if os.environ.get("YOKOTEN_SECURITY_PROTOCOL", "").upper().startswith("SASL"):
+            # aiokafka reports a failed SASL login as a failed bootstrap, so both causes are named.
+            print(
+                f"yokoten: cannot connect to Kafka at {servers}: the broker is unreachable or SASL authentication "
+                "failed; check YOKOTEN_BOOTSTRAP_SERVERS, YOKOTEN_SASL_MECHANISM, YOKOTEN_SASL_USERNAME and "
+                "YOKOTEN_SASL_PASSWORD (or YOKOTEN_SASL_PASSWORD_FILE)",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"yokoten: cannot reach Kafka at {servers} ({error}); check YOKOTEN_BOOTSTRAP_SERVERS", file=sys.stderr
+            )
         return 3
     except KafkaError as error:
         print(f"yokoten: Kafka request failed: {error}", file=sys.stderr)
