@@ -35,6 +35,8 @@ from service.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
+# Kafka's default max.request.size is 1 MiB; dead-letter values are cut below it, leaving room for headers.
+MAX_DEAD_LETTER_BYTES = 1024 * 1024 - 16 * 1024
 # The worker is not ready when no fetch response arrived, or one batch has
 # waited for the broker, for this long. A healthy consumer gets a fetch
 # response at least every fetch_max_wait_ms (500 ms in aiokafka 0.14), even when idle.
@@ -303,9 +305,13 @@ class MatcherWorker:
             message[:300],
         )
         headers = dead_letter_headers(record, reason, message, binding.format)
-        return await self.producer.send(
-            self.settings.dead_letter_topic, key=record.key, value=record.value, headers=headers
-        )
+        value = record.value
+        if value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
+            # The original no longer fits one produce request next to its headers; the headers
+            # still point at it in the input topic, where it stays until retention removes it.
+            headers.append(("yokoten.truncated_from", str(len(value)).encode("ascii")))
+            value = value[:MAX_DEAD_LETTER_BYTES]
+        return await self.producer.send(self.settings.dead_letter_topic, key=record.key, value=value, headers=headers)
 
 
 class _PartitionListener(ConsumerRebalanceListener):

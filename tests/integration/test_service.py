@@ -336,3 +336,17 @@ def test_retro_hunt_finds_history_for_new_iocs(stack: Stack, tmp_path: Path) -> 
     assert _metric(port, "yokoten_retro_hunt_passes_total", "") == 1.0
     again = run(consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: False, timeout=2))
     assert len(again) == 3
+
+
+def test_oversized_rejected_record_truncated_in_dead_letter(stack: Stack) -> None:
+    stack.start("matcher")
+    value = b'{"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Hostname": "ws1", "Hashes": 12345, "Pad": "'
+    value += b"x" * (1_040_000 - len(value) - 2) + b'"}'
+    follow = b'{"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Hostname": "ws2", "Hashes": 7}'
+    run(produce(stack.settings.bootstrap_servers, stack.topic("edr"), [value, follow], keys=[b"k", b"k"]))
+    dead = run(consume(stack.settings.bootstrap_servers, stack.topic("dead-letter"), lambda r: len(r) >= 2, timeout=60))
+    assert len(dead) == 2, stack.logs()
+    headers = dict(dead[0].headers)
+    assert headers["yokoten.truncated_from"] == b"1040000"
+    assert len(dead[0].value) == 1024 * 1024 - 16 * 1024
+    assert dead[1].value == follow
