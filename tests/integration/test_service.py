@@ -82,6 +82,11 @@ def _scope(alert: dict[str, Any]) -> tuple[list[str], list[str]]:
     return alert["related"]["hosts"], alert["related"]["user"]
 
 
+def _stages(alert: dict[str, Any]) -> dict[str, str]:
+    scope = alert["yokoten"]["scope"]
+    return {entity["name"]: entity["stage"] for entity in scope["hosts"] + scope["users"]}
+
+
 def _write_feeds(tmp_path: Path) -> tuple[Path, Path]:
     text_feed = tmp_path / "real-iocs.txt"
     text_feed.write_text(REAL_FEED_TEXT)
@@ -147,6 +152,9 @@ def test_real_files_raise_exact_alerts_and_match_replay(stack: Stack, tmp_path: 
     replay_alerts = [orjson.loads(line) for line in replay.stdout.splitlines()]
     replay_final = {key: _scope(alert) for key, alert in final_alerts(replay_alerts).items()}
     assert replay_final == service_final
+    service_stages = {key: _stages(alert) for key, alert in final_alerts(alerts).items()}
+    replay_stages = {key: _stages(alert) for key, alert in final_alerts(replay_alerts).items()}
+    assert replay_stages == service_stages
 
 
 def test_sightings_follow_schema_and_commit(stack: Stack, tmp_path: Path) -> None:
@@ -350,3 +358,38 @@ def test_oversized_rejected_record_truncated_in_dead_letter(stack: Stack) -> Non
     assert headers["yokoten.truncated_from"] == b"1040000"
     assert len(dead[0].value) == 1024 * 1024 - 16 * 1024
     assert dead[1].value == follow
+
+
+def test_expired_ioc_stops_matching_without_restart(stack: Stack, tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    valid_until = (datetime.now(timezone.utc) + timedelta(seconds=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    feed = tmp_path / "short.csv"
+    feed.write_text(f"type,value,valid_until\ndomain-name,short.example.org,{valid_until}\n")
+    stack.yokoten("ioc", "push", str(feed))
+    port = _free_port()
+    stack.start("matcher", {"YOKOTEN_METRICS_PORT": str(port)})
+
+    def event(host: str) -> bytes:
+        return orjson.dumps(
+            {
+                "@timestamp": "2026-01-01T00:00:00Z",
+                "event": {"category": ["web"]},
+                "host": {"name": host},
+                "url": {"full": "https://short.example.org/p"},
+            }
+        )
+
+    run(produce(stack.settings.bootstrap_servers, stack.topic("proxy"), [event("ws1.example.com")]))
+    first = run(consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: len(r) >= 1, timeout=30))
+    assert len(first) == 1, stack.logs()
+    expiry = datetime.strptime(valid_until, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    time.sleep(max(0.0, expiry - time.time()) + 1)
+    run(produce(stack.settings.bootstrap_servers, stack.topic("proxy"), [event("ws2.example.com")]))
+    deadline = time.monotonic() + 30
+    while _metric(port, "yokoten_events_consumed_total", 'source="proxy"') < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = run(consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: False, timeout=3))
+    alerts = run(consume(stack.settings.bootstrap_servers, stack.topic("alerts"), lambda r: False, timeout=1))
+    assert len(after) == 1
+    assert alerts == []
