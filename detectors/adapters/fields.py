@@ -50,3 +50,15 @@ def emit(
     canonical = normalize(kind, value)
     if canonical is not None:
         observation.observables.append(Observable(kind, canonical, field))
+
+
+def emit_unique(
+    observation: Observation, kind: ObservableType | None, value: object, field: str, **options: bool
+) -> None:
+    """Emit a value unless the observation already has it under another field."""
+    before = len(observation.observables)
+    emit(observation, kind, value, field, **options)
+    if len(observation.observables) > before:
+        added = observation.observables[-1]
+        if any((item.type, item.value) == (added.type, added.value) for item in observation.observables[:-1]):
+            observation.observables.pop()

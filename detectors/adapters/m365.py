@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.adapters.fields import emit
+from detectors.adapters.fields import emit_unique
 from detectors.adapters.stream import RecordRef
 from detectors.exceptions import MalformedRecordError
 from detectors.identity import IdentityRules
@@ -155,33 +155,23 @@ def _count(row: dict[str, Any], column: str) -> int:
     return value if isinstance(value, int) and value > 0 else 0
 
 
-def _add_unique(
-    observation: Observation, kind: ObservableType | None, value: object, field_name: str, **options: bool
-) -> None:
-    """Emit a value unless the observation already has it under another field."""
-    before = len(observation.observables)
-    emit(observation, kind, value, field_name, **options)
-    if len(observation.observables) > before:
-        added = observation.observables[-1]
-        if any((item.type, item.value) == (added.type, added.value) for item in observation.observables[:-1]):
-            observation.observables.pop()
 
 
 def _add_sender(observation: Observation, row: dict[str, Any]) -> None:
-    _add_unique(observation, ObservableType.EMAIL, row.get("SenderFromAddress"), "email.from.address")
-    _add_unique(observation, ObservableType.EMAIL, row.get("SenderMailFromAddress"), "email.sender.address")
+    emit_unique(observation, ObservableType.EMAIL, row.get("SenderFromAddress"), "email.from.address")
+    emit_unique(observation, ObservableType.EMAIL, row.get("SenderMailFromAddress"), "email.sender.address")
     for column in ("SenderIPv4", "SenderIPv6"):
-        _add_unique(observation, None, row.get(column), "source.ip", ip_only=True)
+        emit_unique(observation, None, row.get(column), "source.ip", ip_only=True)
 
 
 def _add_attachment(observation: Observation, row: dict[str, Any]) -> None:
-    _add_unique(observation, ObservableType.SHA256, row.get("SHA256"), "email.attachments.file.hash.sha256")
-    _add_unique(observation, ObservableType.FILE_NAME, row.get("FileName"), "email.attachments.file.name")
+    emit_unique(observation, ObservableType.SHA256, row.get("SHA256"), "email.attachments.file.hash.sha256")
+    emit_unique(observation, ObservableType.FILE_NAME, row.get("FileName"), "email.attachments.file.name")
 
 
 def _add_url(observation: Observation, row: dict[str, Any]) -> None:
-    _add_unique(observation, ObservableType.URL, row.get("Url"), "url.full")
-    _add_unique(observation, ObservableType.DOMAIN, row.get("UrlDomain"), "url.domain")
+    emit_unique(observation, ObservableType.URL, row.get("Url"), "url.full")
+    emit_unique(observation, ObservableType.DOMAIN, row.get("UrlDomain"), "url.domain")
 
 
 def was_blocked(event: dict[str, Any]) -> bool:
@@ -205,9 +195,9 @@ def click_observation(row: dict[str, Any], rules: IdentityRules) -> Observation:
     user = rules.user(row.get("AccountUpn"))
     if user is not None:
         observation.users.append(user)
-    _add_unique(observation, ObservableType.URL, row.get("Url"), "url.full")
+    emit_unique(observation, ObservableType.URL, row.get("Url"), "url.full")
     # The clicking device's address: an observable, not a host entity, because it is often a shared NAT address.
-    _add_unique(observation, None, row.get("IPAddress"), "client.ip", ip_only=True)
+    emit_unique(observation, None, row.get("IPAddress"), "client.ip", ip_only=True)
     return observation
 
 

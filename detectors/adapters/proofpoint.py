@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from detectors.adapters.fields import emit
+from detectors.adapters.fields import emit_unique
 from detectors.exceptions import MalformedRecordError
 from detectors.identity import IdentityRules
 from detectors.observables import ObservableType, is_placeholder, normalize_hash, split_addresses
@@ -90,16 +90,6 @@ def _add_mailboxes(observation: Observation, addresses: Iterator[str], rules: Id
             observation.users.append(mailbox)
 
 
-def _add_unique(
-    observation: Observation, kind: ObservableType | None, value: object, field_name: str, **options: bool
-) -> None:
-    """Emit a value unless the observation already has it under another field."""
-    before = len(observation.observables)
-    emit(observation, kind, value, field_name, **options)
-    if len(observation.observables) > before:
-        added = observation.observables[-1]
-        if any((item.type, item.value) == (added.type, added.value) for item in observation.observables[:-1]):
-            observation.observables.pop()
 
 
 def _add_hash(observation: Observation, value: object) -> None:
@@ -107,26 +97,26 @@ def _add_hash(observation: Observation, value: object) -> None:
     digest = normalize_hash(value) if isinstance(value, str) else None
     if digest is not None:
         kind, text = digest
-        _add_unique(observation, kind, text, f"email.attachments.file.hash.{kind.value}")
+        emit_unique(observation, kind, text, f"email.attachments.file.hash.{kind.value}")
 
 
 def _add_senders(observation: Observation, record: dict[str, Any]) -> None:
     for address in _addresses(record.get("sender")):
-        _add_unique(observation, ObservableType.EMAIL, address, "email.sender.address")
+        emit_unique(observation, ObservableType.EMAIL, address, "email.sender.address")
     for key in ("fromAddress", "headerFrom"):
         for address in _addresses(record.get(key)):
-            _add_unique(observation, ObservableType.EMAIL, address, "email.from.address")
+            emit_unique(observation, ObservableType.EMAIL, address, "email.from.address")
     for key in ("replyToAddress", "headerReplyTo"):
         for address in _addresses(record.get(key)):
-            _add_unique(observation, ObservableType.EMAIL, address, "email.reply_to.address")
-    _add_unique(observation, None, record.get("senderIP"), "source.ip", ip_only=True)
+            emit_unique(observation, ObservableType.EMAIL, address, "email.reply_to.address")
+    emit_unique(observation, None, record.get("senderIP"), "source.ip", ip_only=True)
 
 
 def _add_parts(observation: Observation, record: dict[str, Any]) -> None:
     for part in _objects(record, "messageParts"):
         _add_hash(observation, part.get("sha256"))
         _add_hash(observation, part.get("md5"))
-        _add_unique(observation, ObservableType.FILE_NAME, part.get("filename"), "email.attachments.file.name")
+        emit_unique(observation, ObservableType.FILE_NAME, part.get("filename"), "email.attachments.file.name")
 
 
 def _add_threats(observation: Observation, record: dict[str, Any]) -> None:
@@ -137,7 +127,7 @@ def _add_threats(observation: Observation, record: dict[str, Any]) -> None:
         if not isinstance(kind, str):
             continue
         if kind.lower() == "url":
-            _add_unique(observation, ObservableType.URL, value, "url.full")
+            emit_unique(observation, ObservableType.URL, value, "url.full")
         elif kind.lower() == "attachment":
             _add_hash(observation, value)
 
@@ -175,9 +165,9 @@ def _click(record: dict[str, Any], rules: IdentityRules) -> Observation:
         format=FORMAT,
     )
     _add_mailboxes(observation, _addresses(record.get("recipient")), rules)
-    _add_unique(observation, ObservableType.URL, record.get("url"), "url.full")
+    emit_unique(observation, ObservableType.URL, record.get("url"), "url.full")
     # The clicking device's address: an observable, not a host entity, because it is often a shared NAT address.
-    _add_unique(observation, None, record.get("clickIP"), "client.ip", ip_only=True)
+    emit_unique(observation, None, record.get("clickIP"), "client.ip", ip_only=True)
     _add_senders(observation, record)
     return observation
 
