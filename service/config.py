@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="Partitions of topics created by 'yokoten topics create'")
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics")
     batch_max_records: int = Field(2000, ge=1, description="Records per matcher batch")
+    join_window_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Longest wait for the rest of a multi-record message (Postfix, Defender) before it is matched as it is",
+    )
     batch_timeout_ms: int = Field(200, ge=1, description="Longest wait for a batch, in milliseconds")
     default_domain: str | None = Field(None, description="DNS suffix that completes short host names and bare accounts")
     domain_map: str = Field("", description="NetBIOS=DNS domain pairs, comma-separated, e.g. EXAMPLE=example.com")

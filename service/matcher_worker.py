@@ -207,7 +207,9 @@ class MatcherWorker:
     def _parser(self, tp: TopicPartition, binding: InputBinding) -> StreamParser:
         parser = self.parsers.get(tp)
         if parser is None:
-            parser = self.parsers[tp] = StreamParser(binding.format, self.rules, binding.source)
+            parser = self.parsers[tp] = StreamParser(
+                binding.format, self.rules, binding.source, join_window_ms=int(self.settings.join_window_seconds * 1000)
+            )
         return parser
 
     def _commit_offset(self, tp: TopicPartition, next_offset: int) -> int:
