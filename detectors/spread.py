@@ -162,7 +162,9 @@ def apply_sighting(
         state["suppressed"] = state.get("suppressed", 0) + 1
         return False
     state["ioc"] = sighting["ioc"]
-    seen_ms = event.get("timestamp_ms") or now_ms
+    # An event without a readable time counts at the IOC's newest time, so it
+    # can never age the other entities out by jumping to the wall clock.
+    seen_ms = event.get("timestamp_ms") or state.get("last_seen") or now_ms
     state["first_seen"] = min(state.get("first_seen", seen_ms), seen_ms)
     state["last_seen"] = max(state.get("last_seen", seen_ms), seen_ms)
     _age_out(state, policy.window_ms)

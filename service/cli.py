@@ -104,7 +104,7 @@ def _run_retro_hunt(args: argparse.Namespace) -> int:
 def _run_produce(args: argparse.Namespace) -> int:
     from service.feed_producer import produce_lines
 
-    return asyncio.run(produce_lines(load_settings(), args.topic, args.files))
+    return asyncio.run(produce_lines(load_settings(), args.topic, args.files, args.key))
 
 
 def _run_alerts(args: argparse.Namespace) -> int:
@@ -120,6 +120,7 @@ def _at_least_two(text: str) -> int:
     return value
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ENV_EPILOG = (
     "Settings come from YOKOTEN_* environment variables (YOKOTEN_BOOTSTRAP_SERVERS, YOKOTEN_INPUTS, "
     "YOKOTEN_METRICS_PORT, ...); service/config.py lists each one with its default."
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         default=os.environ.get("YOKOTEN_LOG_LEVEL", "INFO").upper(),
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        choices=LOG_LEVELS,
         type=str.upper,
         help="Python logging level (default INFO, or YOKOTEN_LOG_LEVEL)",
     )
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         "produce", epilog=ENV_EPILOG, help="produce the lines of files to a topic, one record per line"
     )
     produce.add_argument("--topic", required=True, help="target topic")
+    produce.add_argument("--key", help="key of every record (default: none, so records spread over partitions)")
     produce.add_argument("files", nargs="+", type=Path, help="text files; every non-blank line becomes one record")
     produce.set_defaults(handler=_run_produce)
 
@@ -234,7 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.log_level not in LOG_LEVELS:
+        parser.error(f"YOKOTEN_LOG_LEVEL {args.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    if args.log_format not in ("text", "json"):
+        parser.error(f"YOKOTEN_LOG_FORMAT {args.log_format!r} is not text or json")
     configure_logging(args.log_level, args.log_format)
     try:
         return int(args.handler(args))

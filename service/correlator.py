@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import Any
 
@@ -19,37 +20,65 @@ import faust
 import orjson
 from aiokafka.errors import KafkaError
 
+from detectors.observables import ObservableType
 from detectors.observation import Stage
 from detectors.spread import apply_sighting, build_alert, new_state
 from detectors.stix_sighting import build_sighting_bundle
+from detectors.timestamps import MAX_EPOCH_MS
 from service import metrics
 from service.config import Settings
 from service.http import start_http_server
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
+_IOC_TYPES = frozenset(kind.value for kind in ObservableType)
 _REQUIRED = ("ioc", "event", "hosts", "users")
 _STAGES = frozenset(stage.value for stage in Stage)
 
 
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
 def validate_sighting(value: bytes | None) -> dict[str, Any]:
-    """Decode a sighting record; raise ValueError naming what is wrong with it."""
-    if value is None:
-        raise ValueError("sighting has no value")
-    sighting = orjson.loads(value)
-    if not isinstance(sighting, dict):
-        raise ValueError(f"sighting is {type(sighting).__name__}, expected an object")
+    """Decode a sighting record; raise ValueError naming what is wrong with it.
+
+    Every field the spread state reads is checked for presence and JSON type,
+    so a hand-produced or corrupted record is dead-lettered, never half-applied.
+    """
+    _require(value is not None, "sighting has no value")
+    sighting = orjson.loads(value)  # type: ignore[arg-type]
+    _require(isinstance(sighting, dict), f"sighting is {type(sighting).__name__}, expected an object")
     missing = [name for name in _REQUIRED if name not in sighting]
-    if missing:
-        raise ValueError(f"sighting lacks {', '.join(missing)}")
-    event = sighting["event"]
-    if not all(name in event for name in ("topic", "partition", "offset", "source", "stage")):
-        raise ValueError("sighting event lacks topic, partition, offset, source or stage")
-    if event["stage"] not in _STAGES:
-        raise ValueError(f"sighting event stage {event['stage']!r} is not one of {', '.join(sorted(_STAGES))}")
+    _require(not missing, f"sighting lacks {', '.join(missing)}")
+    ioc, event = sighting["ioc"], sighting["event"]
+    _require(isinstance(ioc, dict), f"sighting ioc is {type(ioc).__name__}, expected an object")
+    _require(isinstance(event, dict), f"sighting event is {type(event).__name__}, expected an object")
+    for name in ("key", "type", "stix_type", "value", "source", "severity"):
+        _require(isinstance(ioc.get(name), str), f"sighting ioc.{name} is missing or not a string")
+    _require(ioc["type"] in _IOC_TYPES, f"sighting ioc.type {ioc['type']!r} is not a known IOC type")
+    for name in ("topic", "source", "stage", "field"):
+        _require(isinstance(event.get(name), str), f"sighting event.{name} is missing or not a string")
+    for name in ("partition", "offset"):
+        number = event.get(name)
+        _require(
+            isinstance(number, int) and not isinstance(number, bool) and number >= 0,
+            f"sighting event.{name} is not a non-negative integer",
+        )
+    timestamp = event.get("timestamp_ms")
+    _require(
+        timestamp is None or (isinstance(timestamp, int) and 0 <= timestamp <= MAX_EPOCH_MS),
+        "sighting event.timestamp_ms is not an epoch time in milliseconds",
+    )
+    _require(
+        event["stage"] in _STAGES, f"sighting event stage {event['stage']!r} is not one of {', '.join(sorted(_STAGES))}"
+    )
     for name in ("hosts", "users"):
-        if not isinstance(sighting[name], list) or not all(isinstance(item, str) for item in sighting[name]):
-            raise ValueError(f"sighting {name} is not a list of strings")
+        _require(
+            isinstance(sighting[name], list) and all(isinstance(item, str) for item in sighting[name]),
+            f"sighting {name} is not a list of strings",
+        )
     return sighting
 
 
@@ -117,7 +146,7 @@ def create_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             try:
                 sighting = validate_sighting(event.value)
-            except (ValueError, orjson.JSONDecodeError) as error:
+            except (ValueError, TypeError, orjson.JSONDecodeError) as error:
                 await dead_letter(event, error)
                 continue
             key = sighting["ioc"]["key"]
@@ -169,8 +198,20 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before faust starts, which would otherwise report a busy port as a crash."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise OSError(f"YOKOTEN_METRICS_PORT {port} on {host} is not free: {error.strerror}") from None
+
+
 def run_correlator(settings: Settings) -> int:
     """Run the correlator worker in the foreground until SIGTERM or SIGINT."""
+    if settings.metrics_port:
+        _check_port_free(settings.metrics_host, settings.metrics_port)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

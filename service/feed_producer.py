@@ -72,23 +72,36 @@ async def remove_iocs(settings: Settings, values: list[str], type_name: str | No
     return 0
 
 
-async def produce_lines(settings: Settings, topic: str, paths: list[Path]) -> int:
-    """Produce every non-blank line of ``paths`` to ``topic`` as one record each."""
+async def produce_lines(settings: Settings, topic: str, paths: list[Path], key: str | None = None) -> int:
+    """Produce every non-blank line of ``paths`` to ``topic`` as one record each.
+
+    Returns 1 when the broker rejected a record (for example a record without
+    a key on a compacted topic), after naming the error.
+    """
     producer = AIOKafkaProducer(acks="all", linger_ms=10, **settings.kafka_options())  # type: ignore[arg-type]
     await producer.start()
-    count = 0
+    futures = []
     try:
         for path in paths:
             with path.open("rb") as handle:
                 for line in handle:
                     value = line.rstrip(b"\r\n")
                     if value.strip():
-                        await producer.send(topic, value=value)
-                        count += 1
-        await producer.flush()
+                        futures.append(
+                            await producer.send(topic, value=value, key=key.encode("utf-8") if key else None)
+                        )
+        results = await asyncio.gather(*futures, return_exceptions=True)
     finally:
         await producer.stop()
-    print(f"yokoten produce: {count} records produced to {topic}", file=sys.stderr)
+    failures = [result for result in results if isinstance(result, BaseException)]
+    if failures:
+        print(
+            f"yokoten produce: {len(failures)} of {len(futures)} records rejected by {topic}: {failures[0]!r}; "
+            "a compacted topic needs --key",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"yokoten produce: {len(futures)} records produced to {topic}", file=sys.stderr)
     return 0
 
 

@@ -262,3 +262,15 @@ def test_cve_observable_matches_without_feed() -> None:
     )
     hits = match(observation, IocIndex(), NOW)
     assert [(hit.ioc.key, hit.ioc.source) for hit in hits] == [("cve:CVE-2021-44228", "yokoten-implicit")]
+
+
+def test_missing_event_time_does_not_age_out_entities() -> None:
+    policy = SpreadPolicy(max_entities=100, window_ms=7 * DAY_MS)
+    state = new_state()
+    old = NOW - 400 * DAY_MS
+    apply_sighting(state, _sighting(1, ["ws40.example.com"], [], ts=old), NOW, policy=policy)
+    apply_sighting(state, _sighting(2, ["ws41.example.com"], [], ts=old), NOW, policy=policy)
+    untimed = _sighting(3, ["ws42.example.com"], [])
+    untimed["event"]["timestamp_ms"] = None
+    apply_sighting(state, untimed, NOW, policy=policy)
+    assert sorted(state["hosts"]) == ["ws40.example.com", "ws41.example.com", "ws42.example.com"]
