@@ -50,7 +50,8 @@ class MatcherWorker:
         self.settings = settings
         self.rules = settings.identity_rules()
         self.bindings: dict[str, InputBinding] = {binding.topic: binding for binding in settings.input_bindings}
-        self.index = IocIndex(subdomains=settings.subdomains)
+        self.index = IocIndex(subdomains=settings.subdomains, min_confidence=settings.min_confidence)
+        self.allowlist = settings.allowlist()
         self.feed = IocFeed(settings, self.index)
         self.parsers: dict[TopicPartition, StreamParser] = {}
         self.consumer = AIOKafkaConsumer(
@@ -281,8 +282,10 @@ class MatcherWorker:
     ) -> list[Awaitable[Any]]:
         futures = []
         for observation, ref in observations:
-            for sighting in sightings_of(observation, ref, self.index, now_ms):
+            for sighting in sightings_of(observation, ref, self.index, now_ms, self.allowlist):
                 metrics.MATCHES.labels(ioc_type=sighting["ioc"]["type"], source=source).inc()
+                if "suppressed_by" in sighting:
+                    metrics.SIGHTINGS_SUPPRESSED.labels(allowlist=sighting["suppressed_by"]).inc()
                 futures.append(
                     await self.producer.send(
                         self.settings.sightings_topic,

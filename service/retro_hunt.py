@@ -44,7 +44,8 @@ class RetroHunter:
         self.settings = settings
         self.rules = settings.identity_rules()
         self.bindings: dict[str, InputBinding] = {binding.topic: binding for binding in settings.input_bindings}
-        self.known = IocIndex(subdomains=settings.subdomains)
+        self.known = IocIndex(subdomains=settings.subdomains, min_confidence=settings.min_confidence)
+        self.allowlist = settings.allowlist()
         self.ioc_consumer = AIOKafkaConsumer(
             settings.ioc_topic,
             group_id=settings.retro_group,
@@ -134,7 +135,7 @@ class RetroHunter:
     async def hunt(self, iocs: list[Ioc]) -> int:
         """Run one pass for ``iocs``; return the number of sightings produced."""
         started = time.monotonic()
-        index = IocIndex(subdomains=self.settings.subdomains)
+        index = IocIndex(subdomains=self.settings.subdomains, min_confidence=self.settings.min_confidence)
         for ioc in iocs:
             index.apply(ioc)
         index.rebuild()
@@ -188,7 +189,7 @@ class RetroHunter:
             return []
         futures = []
         for observation, ref in observations:
-            for sighting in sightings_of(observation, ref, index, now_ms):
+            for sighting in sightings_of(observation, ref, index, now_ms, self.allowlist):
                 sighting["retro"] = True
                 futures.append(
                     await self.producer.send(

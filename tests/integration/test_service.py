@@ -393,3 +393,41 @@ def test_expired_ioc_stops_matching_without_restart(stack: Stack, tmp_path: Path
     alerts = run(consume(stack.settings.bootstrap_servers, stack.topic("alerts"), lambda r: False, timeout=1))
     assert len(after) == 1
     assert alerts == []
+
+
+def test_allowlist_and_min_confidence_in_service(stack: Stack, tmp_path: Path) -> None:
+    allowlist = tmp_path / "own.txt"
+    allowlist.write_text("corp.example\n")
+    feed = tmp_path / "mixed.csv"
+    feed.write_text("type,value,confidence\ndomain-name,portal.corp.example,90\ndomain-name,weak.example.org,20\n")
+    stack.yokoten("ioc", "push", str(feed))
+    port = _free_port()
+    env = {"YOKOTEN_METRICS_PORT": str(port), "YOKOTEN_ALLOWLIST_FILES": str(allowlist), "YOKOTEN_MIN_CONFIDENCE": "50"}
+    stack.start("correlator")
+    stack.start("matcher", env)
+
+    def event(host: str, url: str) -> bytes:
+        return orjson.dumps(
+            {
+                "@timestamp": "2026-01-01T00:00:00Z",
+                "event": {"category": ["web"]},
+                "host": {"name": host},
+                "url": {"full": url},
+            }
+        )
+
+    events = [
+        event(f"ws{i}.example.com", url)
+        for i in range(2)
+        for url in ("https://portal.corp.example/", "https://weak.example.org/")
+    ]
+    run(produce(stack.settings.bootstrap_servers, stack.topic("proxy"), events))
+    sightings = run(
+        consume(stack.settings.bootstrap_servers, stack.topic("sightings"), lambda r: len(r) >= 2, timeout=60)
+    )
+    time.sleep(3)
+    alerts = run(consume(stack.settings.bootstrap_servers, stack.topic("alerts"), lambda r: False, timeout=2))
+    assert [orjson.loads(record.value)["suppressed_by"] for record in sightings] == ["own.txt", "own.txt"], stack.logs()
+    assert alerts == []
+    assert _metric(port, "yokoten_sightings_suppressed_total", 'allowlist="own.txt"') == 2.0
+    assert _metric(port, "yokoten_iocs_loaded", 'type="domain-name"') == 1.0
