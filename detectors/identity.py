@@ -17,6 +17,8 @@ from detectors.observables import (
     normalize_ip,
 )
 
+# Distinct host strings remembered by IdentityRules.host before the cache starts over.
+HOST_CACHE_SIZE = 65_536
 # Built-in Windows principals: not persons, so never a user entity.
 # Event 7045 names the service account "LocalSystem", and IIS runs pools as "IIS APPPOOL\<pool>".
 _SERVICE_DOMAINS = frozenset({"nt authority", "nt service", "window manager", "font driver host", "iis apppool"})
@@ -52,6 +54,7 @@ class IdentityRules:
                 raise ValueError(f"host alias {address!r} is not an IP address; write ADDRESS=host.name")
             aliases[canonical[1]] = self._fqdn(name.strip().rstrip(".").lower())
         object.__setattr__(self, "host_aliases", aliases)
+        object.__setattr__(self, "_host_cache", {})
 
     def _fqdn(self, name: str) -> str:
         if "." not in name and self.default_domain:
@@ -59,6 +62,18 @@ class IdentityRules:
         return name
 
     def host(self, value: object) -> str | None:
+        """Return the canonical host entity, from a bounded cache: the same hosts recur in every event."""
+        cache: dict[object, str | None] = self._host_cache  # type: ignore[attr-defined]
+        if isinstance(value, str):
+            if value in cache:
+                return cache[value]
+            if len(cache) >= HOST_CACHE_SIZE:
+                cache.clear()
+            cache[value] = self._canonical_host(value)
+            return cache[value]
+        return None
+
+    def _canonical_host(self, value: object) -> str | None:
         """Return the canonical host entity: lower-case FQDN or IP address.
 
         An address listed in ``host_aliases`` becomes that host's name, so a

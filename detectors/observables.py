@@ -134,6 +134,19 @@ def normalize_hash(value: str, kind: ObservableType | None = None) -> tuple[Obse
     return kind, digest
 
 
+def _is_canonical_dotted_quad(text: str) -> bool:
+    """Return True for ``a.b.c.d`` with ASCII octets of at most 255 and no leading zero (already canonical)."""
+    octets = text.split(".")
+    if len(octets) != 4:
+        return False
+    for octet in octets:
+        if not (octet.isascii() and octet.isdigit() and len(octet) <= 3) or (octet[0] == "0" and octet != "0"):
+            return False
+        if int(octet) > 255:
+            return False
+    return True
+
+
 def normalize_ip(value: str) -> tuple[ObservableType, str] | None:
     """Canonicalise an IPv4 or IPv6 address.
 
@@ -143,6 +156,12 @@ def normalize_ip(value: str) -> tuple[ObservableType, str] | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
+    if not text or not (text[0].isdigit() or text[0] == "[" or ":" in text):
+        # Host names are most of the values seen here; ipaddress would reject
+        # each one by raising, which costs far more than this check.
+        return None
+    if _is_canonical_dotted_quad(text):
+        return ObservableType.IPV4, text
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
