@@ -346,13 +346,11 @@ def _port(record: dict[str, Any], name: str) -> int | None:
 
 
 def _iso_timestamp(text: str) -> int | None:
-    """Parse ISO-8601 text. parse_timestamp raises on digit-like text such as ``²``, a field_type error here."""
-    try:
-        return parse_timestamp(text)
-    except (ValueError, OverflowError):
-        raise MalformedRecordError(
-            f"Zeek ts {text[:40]!r} is neither epoch seconds nor ISO-8601 text", reason="field_type"
-        ) from None
+    """Parse ISO-8601 text; text that is no time at all (such as ``²``) is a field_type error."""
+    parsed = parse_timestamp(text)
+    if parsed is None:
+        raise MalformedRecordError(f"Zeek ts {text[:40]!r} is neither epoch seconds nor ISO-8601 text", reason="field_type")
+    return parsed
 
 
 def _timestamp(record: dict[str, Any]) -> int | None:

@@ -407,10 +407,7 @@ def _timestamp(value: object) -> str | int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise FeedError(f"timestamp {shorten(repr(value))} is not epoch seconds", reason="field_type")
-    try:
-        parsed = parse_timestamp(value)
-    except (OverflowError, ValueError):  # A number of hundreds of digits overflows the float conversion.
-        parsed = None
+    parsed = parse_timestamp(value)
     if parsed is None:
         raise FeedError(f"timestamp {shorten(str(value))} is not epoch seconds or ISO-8601", reason="field_type")
     return value

@@ -209,10 +209,7 @@ def _document(root: ElementTree.Element, source: str) -> _Document:
 def _modified(value: str | None) -> str | None:
     if not value:
         return None
-    try:
-        parsed = parse_timestamp(value)
-    except (OverflowError, ValueError):  # A string of hundreds of digits overflows the float conversion.
-        parsed = None
+    parsed = parse_timestamp(value)
     if parsed is None:
         raise FeedError(f"last-modified {shorten(value)} is not an ISO-8601 time", reason="field_type")
     return value

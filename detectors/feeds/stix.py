@@ -482,10 +482,7 @@ def checked_time(value: object, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise FeedError(f"{name} {shorten(repr(value))} is not a timestamp string", reason="field_type")
-    try:
-        parsed = parse_timestamp(value)
-    except (OverflowError, ValueError):  # A string of hundreds of digits overflows the float conversion.
-        parsed = None
+    parsed = parse_timestamp(value)
     if parsed is None:
         raise FeedError(f"{name} {shorten(value)} is not an ISO-8601 timestamp", reason="field_type")
     return value
