@@ -134,6 +134,7 @@ class MatcherWorker:
                     timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
                 )
                 if not batches:
+                    await self._expire_idle_joins()
                     continue
                 try:
                     await self.process_batch(batches)
@@ -204,6 +205,39 @@ class MatcherWorker:
         newest = max(records[-1].timestamp for records in batches.values())
         metrics.EVENT_DELAY_SECONDS.observe(max(0.0, time.time() - newest / 1000))
         self._publish_lag(batches)
+
+    async def _expire_idle_joins(self) -> None:
+        """Match joined messages whose window passed while their partition stayed quiet.
+
+        Without this, a partial Postfix or Defender message would wait for the
+        next record of its partition, however long that takes.
+        """
+        waiting = {tp: parser for tp, parser in self.parsers.items() if parser.pending}
+        if not waiting:
+            return
+        now_ms = int(time.time() * 1000)
+        try:
+            futures: list[Awaitable[Any]] = []
+            for tp, parser in waiting.items():
+                futures.extend(
+                    await self._produce_sightings(parser.expire(now_ms), self.bindings[tp.topic].source.value, now_ms)
+                )
+            if not futures:
+                return
+            await asyncio.gather(*futures)
+            assigned = self.consumer.assignment()
+            offsets = {
+                tp: self._commit_offset(tp, await self.consumer.position(tp)) for tp in waiting if tp in assigned
+            }
+            if offsets:
+                await self.consumer.commit(offsets)
+                self._committed.update(offsets)
+        except KafkaError as error:
+            # The expired messages are read again from the committed offset after a restart.
+            log.warning(
+                "Producing expired joined messages failed (%s); they are matched again on the next start", error
+            )
+        metrics.JOIN_PENDING.set(sum(parser.pending for parser in self.parsers.values()))
 
     def _parser(self, tp: TopicPartition, binding: InputBinding) -> StreamParser:
         parser = self.parsers.get(tp)
