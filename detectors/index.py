@@ -39,7 +39,7 @@ DELTA_LIMIT = 20_000
 
 
 class Change(str, Enum):
-    """What applying one IOC topic record did to the index."""
+    """Outcome of applying one IOC topic record to the index."""
 
     ADDED = "added"
     UPDATED = "updated"

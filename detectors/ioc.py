@@ -21,7 +21,7 @@ from detectors.observables import (
 from detectors.timestamps import format_timestamp, parse_timestamp
 
 SEVERITIES = ("low", "medium", "high", "critical")
-# A /8 holds 16.7 million IPv4 addresses; anything broader is a feed error, not an indicator.
+# A /8 contains 16.7 million IPv4 addresses, so anything broader is a feed error, not an indicator.
 MIN_IPV4_PREFIX = 8
 MIN_IPV6_PREFIX = 16
 

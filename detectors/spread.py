@@ -39,7 +39,7 @@ class SpreadPolicy:
     ``overflow`` grows, so one noisy IOC cannot exhaust memory.
     ``window_ms``: an entity not seen for this long before the IOC's newest
     sighting ages out (None keeps every entity). ``org_wide_hosts``: hosts
-    at which the alert asks for an organisation-wide response.
+    at which the alert requests an organisation-wide response.
     """
 
     max_entities: int = 1000

@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     spread_window_days: float = Field(
         30.0, gt=0, description="Entities not seen for this many days before an IOC's newest sighting age out"
     )
-    org_wide_hosts: int = Field(5, ge=2, description="Hosts at which an alert asks for an organisation-wide response")
+    org_wide_hosts: int = Field(5, ge=2, description="Hosts at which an alert requests an organisation-wide response")
     stix_sightings_topic: str = Field(
         "yokoten.stix-sightings", description="Topic for STIX 2.1 Sighting bundles; empty disables them"
     )

@@ -23,7 +23,7 @@ DEFAULT_MAX_PENDING = 10_000
 
 @dataclass(frozen=True, slots=True)
 class RecordRef:
-    """Where a record came from: a Kafka record, or a line of a file (partition 0, offset = line number)."""
+    """Origin of a record: a Kafka record, or a line of a file (partition 0, offset = line number)."""
 
     topic: str
     partition: int

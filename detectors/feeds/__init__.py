@@ -65,6 +65,24 @@ class FeedResult:
     skipped: int = 0
 
 
+def load_json(data: object, name: str) -> tuple[object, FeedRecordError | None]:
+    """Return a parsed JSON feed document, or an error on the line of the JSON syntax error.
+
+    ``data`` may already be parsed (a dict or list); ``name`` opens every message.
+    """
+    if isinstance(data, (dict, list)):
+        return data, None
+    if not isinstance(data, str):
+        return None, record_error(0, "input", f"{name} is {type(data).__name__}; pass JSON text or parsed JSON")
+    try:
+        return json.loads(data.removeprefix("\ufeff")), None
+    except json.JSONDecodeError as error:
+        message = f"{name} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        return None, record_error(error.lineno, "json", message)
+    except (RecursionError, ValueError) as error:  # Nesting deeper than the parser's limit, or a huge number.
+        return None, record_error(0, "json", f"{name} cannot be read as JSON: {type(error).__name__}: {error}")
+
+
 def record_error(line: int, reason: str, message: str) -> FeedRecordError:
     """Build a FeedRecordError with the message cut to MAX_MESSAGE_LENGTH characters."""
     if len(message) > MAX_MESSAGE_LENGTH:

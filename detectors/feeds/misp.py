@@ -37,7 +37,6 @@ attributes, event by event. It is 0 for an error about a whole event or input.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +47,7 @@ from detectors.feeds import (
     FeedRecordError,
     FeedResult,
     build_result,
+    load_json,
     record_error,
     shorten,
 )
@@ -164,7 +164,7 @@ def parse_misp(
     are separate files: pass them to ``parse_misp_feed``.
     """
     collector = _Collector(str(source or name), include_non_ids)
-    document, error = _load_json(data, name)
+    document, error = load_json(data, name)
     if error is not None:
         collector.errors.append(error)
         return collector.result()
@@ -194,7 +194,7 @@ def parse_misp_feed(
     ``events`` that the manifest does not list are ignored, as MISP does.
     """
     collector = _Collector(str(source or name), include_non_ids)
-    document, error = _load_json(manifest, name)
+    document, error = load_json(manifest, name)
     if error is not None:
         collector.errors.append(error)
         return collector.result()
@@ -216,7 +216,7 @@ def _read_feed_event(uuid: str, entry: dict[str, Any], text: object, name: str, 
         message = f"event {uuid} ({info}) is listed in {name} but its event file was not given"
         collector.errors.append(record_error(0, "missing_event", message))
         return
-    event_document, error = _load_json(text, f"event {uuid}")
+    event_document, error = load_json(text, f"event {uuid}")
     if error is not None:
         collector.errors.append(record_error(0, error.reason, error.message))
         return
@@ -229,19 +229,6 @@ def _read_feed_event(uuid: str, entry: dict[str, Any], text: object, name: str, 
         _read_event(event, collector)
 
 
-def _load_json(data: object, name: str) -> tuple[object, FeedRecordError | None]:
-    """Return the parsed document, or an error on the line of the JSON syntax error."""
-    if isinstance(data, (dict, list)):
-        return data, None
-    if not isinstance(data, str):
-        return None, record_error(0, "input", f"{name} is {type(data).__name__}; pass JSON text or parsed JSON")
-    try:
-        return json.loads(data.removeprefix("\ufeff")), None
-    except json.JSONDecodeError as error:
-        message = f"{name} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        return None, record_error(error.lineno, "json", message)
-    except (RecursionError, ValueError) as error:  # Nesting deeper than the parser's limit, or a huge number.
-        return None, record_error(0, "json", f"{name} cannot be read as JSON: {type(error).__name__}: {error}")
 
 
 def _events(document: object, name: str) -> list[dict[str, Any]]:

@@ -39,7 +39,6 @@ Other rules
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +54,7 @@ from detectors.feeds import (
     FeedRecordError,
     FeedResult,
     build_result,
+    load_json,
     record_error,
     shorten,
 )
@@ -310,7 +310,7 @@ def parse_stix(
     pattern in one measurement (5,000 indicators in 3 s), so a bundle of
     100,000 indicators takes on the order of a minute to load.
     """
-    document, error = _load_json(data, name)
+    document, error = load_json(data, f"feed {name}")
     if error is not None:
         return FeedResult(errors=[error])
     objects, error = _objects(document, name)
@@ -332,20 +332,6 @@ def parse_stix(
     return build_result(select_versions(iocs), errors, skipped)
 
 
-def _load_json(data: object, name: str) -> tuple[object, FeedRecordError | None]:
-    """Return the parsed document, or an error on the line of the JSON syntax error."""
-    if isinstance(data, (dict, list)):
-        return data, None
-    if not isinstance(data, str):
-        message = f"feed {name} is {type(data).__name__}; pass JSON text or a parsed JSON object"
-        return None, record_error(0, "input", message)
-    try:
-        return json.loads(data.removeprefix("\ufeff")), None
-    except json.JSONDecodeError as error:
-        message = f"feed {name} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        return None, record_error(error.lineno, "json", message)
-    except (RecursionError, ValueError) as error:  # Nesting deeper than the parser's limit, or a huge number.
-        return None, record_error(0, "json", f"feed {name} cannot be read as JSON: {type(error).__name__}: {error}")
 
 
 def _objects(document: object, name: str) -> tuple[list[Any], FeedRecordError | None]:
