@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from detectors.observables import HASH_TYPES, ObservableType, parse_url
 
 log = logging.getLogger(__name__)
 
-# IOC types that the automaton looks for inside free text.
+# IOC types looked for inside free text: hashes as hex runs, the others by the automaton.
 _TEXT_TYPES = HASH_TYPES | {
     ObservableType.DOMAIN,
     ObservableType.URL,
@@ -33,6 +34,16 @@ _TEXT_TYPES = HASH_TYPES | {
 }
 _WORD = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 _PATH_OR_WORD = _WORD | frozenset("/")
+_HASH_LENGTHS = frozenset({32, 40, 64, 128})
+_HEX = frozenset("0123456789abcdef")
+_HEX_TAIL = re.compile(r"[0-9a-f]+")
+# A hash IOC enters the automaton by its first HASH_PREFIX characters only,
+# and a hit is checked against the whole hex run. Full hex strings share
+# almost no prefixes, so they would be most of the automaton's nodes.
+HASH_PREFIX = 8
+_IPV6_FULL = re.compile(r"[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){7}")
+# Every CVE id contains this, and a CVE observable always matches (implicit IOCs).
+_CVE_PROBE = "cve-"
 # Below this many pending strings the small delta automaton absorbs new IOCs,
 # so one pushed IOC does not rebuild the automaton of every loaded IOC.
 DELTA_LIMIT = 20_000
@@ -79,6 +90,12 @@ class IocIndex:
         self._pending: set[str] = set()
         self._delta_dirty = False
         self._text_keys: dict[str, list[str]] = {}
+        # Automaton words that are not IOC values, with reference counts: the
+        # pre-filter's URL hosts, account names and CIDR address prefixes, and
+        # the first HASH_PREFIX characters of every hash IOC.
+        self._probes: dict[str, int] = {}
+        self._hash_prefixes: dict[str, int] = {}
+        self._ipv6_count = 0
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -146,6 +163,15 @@ class IocIndex:
         return expired
 
     def _insert(self, ioc: Ioc) -> None:
+        probes = _probes_of(ioc)
+        table = self._hash_prefixes if ioc.type in HASH_TYPES else self._probes
+        for probe in probes:
+            count = table.get(probe, 0)
+            table[probe] = count + 1
+            if not count:
+                self._add_word(probe)
+        if _is_ipv6(ioc, probes):
+            self._ipv6_count += 1
         network = _network_of(ioc)
         if network is not None:
             table = self._networks[network.version].setdefault(network.prefixlen, {})
@@ -154,14 +180,26 @@ class IocIndex:
         if ioc.type in _TEXT_TYPES:
             keys = self._text_keys.setdefault(ioc.value, [])
             keys.append(ioc.key)
-            if len(keys) == 1 and ioc.value not in self._main:
-                self._pending.add(ioc.value)
-                self._delta_dirty = True
+            if ioc.type not in HASH_TYPES:
+                self._add_word(ioc.value)
+
+    def _add_word(self, word: str) -> None:
+        if word not in self._main and word not in self._pending:
+            self._pending.add(word)
+            self._delta_dirty = True
 
     def _drop(self, key: str) -> bool:
         ioc = self._by_key.pop(key, None)
         if ioc is None:
             return False
+        probes = _probes_of(ioc)
+        if _is_ipv6(ioc, probes):
+            self._ipv6_count -= 1
+        table = self._hash_prefixes if ioc.type in HASH_TYPES else self._probes
+        for probe in probes:
+            count = table.pop(probe, 0) - 1
+            if count > 0:
+                table[probe] = count
         network = _network_of(ioc)
         if network is not None:
             table = self._networks[network.version].get(network.prefixlen, {})
@@ -172,16 +210,20 @@ class IocIndex:
         if keys and key in keys:
             keys.remove(key)
             if not keys:
-                # The automaton keeps the string; hits are checked against _text_keys.
+                # The automaton keeps the string; hits are checked against _text_keys and _probes.
                 del self._text_keys[ioc.value]
-                self._pending.discard(ioc.value)
+                if ioc.value not in self._probes and ioc.value not in self._hash_prefixes:
+                    self._pending.discard(ioc.value)
         return True
 
     def rebuild(self) -> None:
         """Rebuild the main automaton from every text IOC and empty the delta."""
         automaton = ahocorasick.Automaton()
-        for text in self._text_keys:
-            automaton.add_word(text, text)
+        for text, keys in self._text_keys.items():
+            if any(self._by_key[key].type not in HASH_TYPES for key in keys):
+                automaton.add_word(text, text)
+        for word in (*self._probes, *self._hash_prefixes):
+            automaton.add_word(word, word)
         if len(automaton):
             automaton.make_automaton()
         self._main = automaton
@@ -275,14 +317,67 @@ class IocIndex:
             if not len(automaton) or automaton.kind != ahocorasick.AHOCORASICK:
                 continue
             for end, word in automaton.iter(lowered):
+                if word in self._hash_prefixes:
+                    yield from self._hashes_at(lowered, end - HASH_PREFIX + 1, now_ms)
                 keys = self._text_keys.get(word)
                 if not keys:
                     continue
                 start = end - len(word) + 1
                 for key in keys:
                     ioc = self._by_key[key]
+                    if ioc.type in HASH_TYPES:
+                        continue
                     if ioc.is_active(now_ms) and _on_boundary(lowered, start, end, ioc.type, self.subdomains):
                         yield ioc
+
+    def _hashes_at(self, lowered: str, start: int, now_ms: int) -> Iterator[Ioc]:
+        """Yield hash IOCs equal to the hex run at ``start``, with the boundaries of ``_on_boundary``."""
+        if start > 0 and (lowered[start - 1] in _WORD or lowered[start - 1] == "."):
+            return
+        run = _HEX_TAIL.match(lowered, start)
+        if run is None:
+            return
+        digest = run.group()
+        end = run.end()
+        if len(digest) not in _HASH_LENGTHS or lowered[end : end + 1] in _WORD:
+            return
+        if lowered[end : end + 1] == "." and lowered[end + 1 : end + 2] in _WORD:
+            return
+        for key in self._text_keys.get(digest, ()):
+            ioc = self._by_key[key]
+            if ioc.type in HASH_TYPES and ioc.is_active(now_ms):
+                yield ioc
+
+    def has_candidate(self, lowered: str) -> bool:
+        """Return True when lower-case ``lowered`` may hold a match for some IOC of the index.
+
+        False means that no observable read from a record whose raw text is
+        ``lowered`` can match: no IOC value, URL host, account name or
+        address prefix of a CIDR IOC is in it (as a substring, without
+        boundaries), no hex run of a hash's length is a hash IOC, and no CVE
+        id or IPv6 address that needs canonicalising is present. The caller
+        handles escapes and encodings (see ``detectors.prefilter``). Pending
+        IOCs count once ``prepare`` has run.
+        """
+        if _CVE_PROBE in lowered or ":ffff:" in lowered:
+            return True
+        if self._ipv6_count and ("::" in lowered or _IPV6_FULL.search(lowered)):
+            return True
+        for automaton in (self._main, self._delta):
+            if not len(automaton) or automaton.kind != ahocorasick.AHOCORASICK:
+                continue
+            for end, word in automaton.iter(lowered):
+                if word in self._text_keys or word in self._probes:
+                    return True
+                if word not in self._hash_prefixes:
+                    continue
+                start = end - HASH_PREFIX + 1
+                if start > 0 and lowered[start - 1] in _HEX:
+                    continue
+                run = _HEX_TAIL.match(lowered, start)
+                if run is not None and run.group() in self._text_keys:
+                    return True
+        return False
 
 
 def merge_metadata(current: Ioc, update: Ioc) -> Ioc:
@@ -295,6 +390,50 @@ def merge_metadata(current: Ioc, update: Ioc) -> Ioc:
     tags = list(dict.fromkeys([*current.tags, *update.tags]))
     context = {**current.context, **update.context}
     return replace(update, tags=tags, context=context)
+
+
+def _probes_of(ioc: Ioc) -> tuple[str, ...]:
+    """Return the pre-filter words of an IOC whose value need not appear whole in a matching record.
+
+    A URL matches through its canonical key, which can differ from the raw
+    text (default port, empty path, escapes), but its host always appears.
+    An account matches through identity rules (``CORP\\alice`` is
+    ``alice@corp.example``), but its user name always appears. An address in
+    a CIDR block starts with one of the block's octet prefixes. A hash enters
+    by its first ``HASH_PREFIX`` characters.
+    """
+    if ioc.type is ObservableType.URL:
+        url = parse_url(ioc.value)
+        return (url.host,) if url is not None else ()
+    if ioc.type is ObservableType.USER:
+        name = ioc.value.partition("@")[0]
+        return (name,) if name else ()
+    if ioc.type in HASH_TYPES:
+        return (ioc.value[:HASH_PREFIX],)
+    if ioc.type is ObservableType.IPV4 and "/" in ioc.value:
+        return _octet_prefixes(ipaddress.IPv4Network(ioc.value))
+    return ()
+
+
+def _octet_prefixes(network: ipaddress.IPv4Network) -> tuple[str, ...]:
+    """Return the dotted prefixes, cut after a whole octet, that every address of ``network`` starts with.
+
+    ``203.0.112.0/23`` gives ``203.0.112.`` and ``203.0.113.``; a /32 gives the address.
+    """
+    octets = -(-network.prefixlen // 8)
+    shift = 32 - 8 * octets
+    first = int(network.network_address) >> shift
+    last = int(network.broadcast_address) >> shift
+    prefixes = []
+    for number in range(first, last + 1):
+        parts = [str((number >> (8 * (octets - 1 - position))) & 0xFF) for position in range(octets)]
+        prefixes.append(".".join(parts) + ("." if octets < 4 else ""))
+    return tuple(prefixes)
+
+
+def _is_ipv6(ioc: Ioc, probes: tuple[str, ...]) -> bool:
+    """Return True for an IPv6 IOC or a URL IOC on an IPv6 host (its probe is the address)."""
+    return ioc.type is ObservableType.IPV6 or (ioc.type is ObservableType.URL and any(":" in probe for probe in probes))
 
 
 def _network_of(ioc: Ioc) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

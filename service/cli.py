@@ -34,7 +34,13 @@ def _run_replay(args: argparse.Namespace) -> int:
 
     index = IocIndex(subdomains=not args.no_subdomains, min_confidence=args.min_confidence)
     policy = SpreadPolicy(args.max_entities, int(args.window_days * DAY_MS), args.org_wide_hosts)
-    replay = Replay(index, _identity_rules(args), policy=policy, allowlist=load_allowlists(args.allowlist))
+    replay = Replay(
+        index,
+        _identity_rules(args),
+        policy=policy,
+        allowlist=load_allowlists(args.allowlist),
+        prefilter=not args.no_prefilter,
+    )
     for path in [*args.iocs, *args.files]:
         if not path.exists():
             print(f"yokoten replay: file not found: {path}", file=sys.stderr)
@@ -182,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-confidence", type=int, default=0, help="skip IOCs with a lower confidence (0-100, default 0)"
     )
     replay.add_argument("--no-subdomains", action="store_true", help="domain IOCs match only the exact name")
+    replay.add_argument(
+        "--no-prefilter",
+        action="store_true",
+        help="parse every record; by default records whose text contains no IOC candidate are skipped unchecked",
+    )
     replay.add_argument("files", nargs="+", type=Path, help="event files, one record per line")
     replay.set_defaults(handler=_run_replay)
 

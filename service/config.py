@@ -124,6 +124,15 @@ class Settings(BaseSettings):
         description="Longest wait for the rest of a multi-record message (Postfix, Defender) before it is matched as it is",
     )
     batch_timeout_ms: int = Field(200, ge=1, description="Longest wait for a batch, in milliseconds")
+    prefilter: bool = Field(
+        True,
+        description="Skip parsing records whose raw text contains no IOC candidate; such records are not checked field by field",
+    )
+    prefilter_verify_every: int = Field(
+        1000,
+        ge=0,
+        description="Parse every Nth record the pre-filter skipped and count any sighting it yields as a miss; 0 turns it off",
+    )
     default_domain: str | None = Field(None, description="DNS suffix that completes short host names and bare accounts")
     domain_map: str = Field("", description="NetBIOS=DNS domain pairs, comma-separated, e.g. EXAMPLE=example.com")
     host_aliases: str = Field(

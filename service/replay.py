@@ -22,6 +22,7 @@ from detectors.exceptions import MalformedRecordError
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex
 from detectors.matcher import sightings_of
+from detectors.prefilter import RecordFilter
 from detectors.observation import Observation, SourceKind
 from detectors.spread import SpreadPolicy, apply_sighting, build_alert, new_state
 from service.feed_files import read_feed
@@ -82,9 +83,11 @@ class Replay:
         max_entities: int = 1000,
         policy: SpreadPolicy | None = None,
         allowlist: Allowlist | None = None,
+        prefilter: bool = True,
     ) -> None:
         self.allowlist = allowlist
         self.index = index
+        self.record_filter = RecordFilter(index) if prefilter else None
         self.rules = rules
         self.policy = policy or SpreadPolicy(max_entities=max_entities)
         self.states: dict[str, dict[str, Any]] = {}
@@ -105,7 +108,9 @@ class Replay:
         """
         self.summary.files += 1
         self.index.prepare()
-        parser = StreamParser(fmt, self.rules, source)
+        parser = StreamParser(
+            fmt, self.rules, source, prefilter=self.record_filter.may_match if self.record_filter else None
+        )
         topic = str(path)
         for number, raw in _records(path):
             if not raw.strip():

@@ -30,6 +30,7 @@ from detectors.exceptions import FeedError, MalformedRecordError
 from detectors.index import Change, IocIndex
 from detectors.ioc import Ioc, ioc_from_record
 from detectors.matcher import sightings_of
+from detectors.prefilter import RecordFilter
 from service import metrics
 from service.config import InputBinding, Settings
 from service.http import start_http_server
@@ -154,8 +155,12 @@ class RetroHunter:
                 if found is not None and found.offset < ends[tp]:
                     consumer.seek(tp, found.offset)
                     todo[tp] = ends[tp]
+            # The pass index holds only the new IOCs, so the pre-filter skips the parse of nearly every record.
+            prefilter = RecordFilter(index).may_match if self.settings.prefilter else None
             parsers = {
-                tp: StreamParser(self.bindings[tp.topic].format, self.rules, self.bindings[tp.topic].source)
+                tp: StreamParser(
+                    self.bindings[tp.topic].format, self.rules, self.bindings[tp.topic].source, prefilter=prefilter
+                )
                 for tp in todo
             }
             log.info("Retro-hunt pass for %d IOCs over %d partitions since %s ms", len(iocs), len(todo), since_ms)

@@ -117,6 +117,7 @@ REGISTRY: list[RecordFormat] = [
         "json",
         lambda document, _context: zeek.is_zeek_document(document),
         adapt=lambda document, rules, _source, _context: zeek.adapt_json(document, rules),
+        check=zeek.check_json,
     ),
     # A TSV line is Zeek once its stream sent a Zeek header; a headerless line that
     # looks like Zeek data is taken too, so it is rejected as missing_header.
@@ -132,6 +133,8 @@ REGISTRY: list[RecordFormat] = [
         "json",
         lambda document, _context: zscaler.is_zscaler_document(document),
         adapt=lambda document, rules, _source, _context: zscaler.adapt(document, rules),
+        encoded=zscaler.has_encoded_url,
+        check=zscaler.check_record,
     ),
     RecordFormat(
         mde.FORMAT,

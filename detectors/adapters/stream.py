@@ -63,6 +63,12 @@ class RecordFormat:
     (a factory of per-stream Joiners) is set. ``header`` sees every text
     line first; it stores header lines (Zeek ``#fields``, a CSV header row)
     in the context and returns True for them, so they are not records.
+    ``encoded`` returns True for a record that carries a value in an
+    encoding that a search of its raw text cannot see (base64), so the
+    pre-filter lets it through. ``check`` raises MalformedRecordError for a
+    record the adapter would reject as a whole (a log type that is not
+    read); it runs on records the pre-filter skips, so those still reach
+    the dead letter.
     """
 
     name: str
@@ -71,11 +77,22 @@ class RecordFormat:
     adapt: Callable[[Any, IdentityRules, SourceKind | None, dict[str, Any]], Observation] | None = None
     joiner: Callable[[IdentityRules, int, int], Joiner] | None = None
     header: Callable[[str, dict[str, Any]], bool] | None = None
+    encoded: Callable[[Any], bool] | None = None
+    check: Callable[[Any], None] | None = None
 
 
 @dataclass
 class StreamParser:
-    """Parses the records of one ordered stream in a fixed or detected format."""
+    """Parses the records of one ordered stream in a fixed or detected format.
+
+    ``prefilter`` (see ``detectors.prefilter``) sees the raw text of each
+    record of a one-record format without a header. When it returns False,
+    the adapter is skipped and the record yields no observation, so its
+    fields are not checked either: only decoding, format detection and the
+    format's ``check`` can reject it. Every ``verify_every``-th skipped record is parsed all the
+    same, and ``verifying`` is True after it, so the caller can check that
+    it really yields no sighting.
+    """
 
     fmt: str
     rules: IdentityRules
@@ -83,13 +100,18 @@ class StreamParser:
     join_window_ms: int = DEFAULT_JOIN_WINDOW_MS
     max_pending: int = DEFAULT_MAX_PENDING
     context: dict[str, Any] = field(default_factory=dict)
+    prefilter: Callable[[str], bool] | None = None
+    verify_every: int = 0
+    skipped: int = 0
+    verifying: bool = False
     _joiners: dict[str, Joiner] = field(default_factory=dict)
 
     def parse(self, raw: bytes | None, ref: RecordRef, now_ms: int) -> list[tuple[Observation, RecordRef]]:
-        """Parse one record; return the observations it completes (none for headers and buffered parts).
+        """Parse one record; return the observations it completes (none for headers, buffered parts and skipped records).
 
         Raises MalformedRecordError when the record fits no format.
         """
+        self.verifying = False
         from detectors.adapters import decode_record, find_format
 
         record, kind = decode_record(raw, self.fmt)
@@ -106,6 +128,15 @@ class StreamParser:
             return joiner.add(record, ref, now_ms)
         if spec.adapt is None:
             raise MalformedRecordError(f"format {spec.name!r} has no adapter", reason="unknown_format")
+        if self.prefilter is not None and spec.header is None and not (spec.encoded and spec.encoded(record)):
+            text = record if kind == "text" else raw.decode("utf-8")  # type: ignore[union-attr]
+            if not self.prefilter(text):
+                if spec.check is not None:
+                    spec.check(record)
+                self.skipped += 1
+                if not self.verify_every or self.skipped % self.verify_every:
+                    return []
+                self.verifying = True
         return [(spec.adapt(record, self.rules, self.source, self.context), ref)]
 
     def _consume_header(self, line: str) -> bool:

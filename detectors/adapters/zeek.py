@@ -579,8 +579,8 @@ def _drop_repeated_observables(observation: Observation) -> None:
     observation.observables = kept
 
 
-def adapt_log(path: str | None, record: dict[str, Any], rules: IdentityRules, fmt: str) -> Observation:
-    """Turn one record of Zeek log ``path`` into an observation, or raise unsupported_log for logs not read."""
+def _mapper(path: str | None) -> Any:
+    """Return the reader of Zeek log ``path``, or raise missing_header or unsupported_log."""
     if path is None:
         raise MalformedRecordError(
             "Zeek TSV header has no #path line, so the log type is unknown; send the whole header",
@@ -592,6 +592,17 @@ def adapt_log(path: str | None, record: dict[str, Any], rules: IdentityRules, fm
         raise MalformedRecordError(
             f"Zeek {path}.log is not read: {detail}. Logs read: {', '.join(SUPPORTED_LOGS)}", reason="unsupported_log"
         )
+    return mapper
+
+
+def check_json(document: dict[str, Any]) -> None:
+    """Raise unsupported_log for a Zeek JSON record of a log that is not read, as ``adapt_json`` would."""
+    _mapper(_json_path(document))
+
+
+def adapt_log(path: str | None, record: dict[str, Any], rules: IdentityRules, fmt: str) -> Observation:
+    """Turn one record of Zeek log ``path`` into an observation, or raise unsupported_log for logs not read."""
+    mapper = _mapper(path)
     mail = path == "smtp"
     observation = Observation(
         source=SourceKind.MAIL if mail else SourceKind.PROXY,

@@ -65,6 +65,17 @@ def is_zscaler_document(record: dict[str, Any]) -> bool:
     return isinstance(sourcetype, str) and sourcetype.strip().lower().startswith("zscalernss-")
 
 
+def has_encoded_url(record: dict[str, Any]) -> bool:
+    """Return True when the record has a ``b64url`` field, whose URL its raw text does not show."""
+    event = record.get("event")
+    return "b64url" in (event if isinstance(event, dict) else {}) or "event.b64url" in record
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """Raise for a record that is not a web log or has no event fields, as ``adapt`` would."""
+    _event(record)
+
+
 def _event(record: dict[str, Any]) -> dict[str, Any]:
     """Return the fields of a web record. A record without ``sourcetype`` is taken as a web record."""
     sourcetype = record.get("sourcetype")
