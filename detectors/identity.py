@@ -19,6 +19,8 @@ from detectors.observables import (
 
 # Distinct host strings remembered by IdentityRules.host before the cache starts over.
 HOST_CACHE_SIZE = 65_536
+# The same for account strings in IdentityRules.user.
+USER_CACHE_SIZE = 65_536
 # Built-in Windows principals: not persons, so never a user entity.
 # Event 7045 names the service account "LocalSystem", and IIS runs pools as "IIS APPPOOL\<pool>".
 _SERVICE_DOMAINS = frozenset({"nt authority", "nt service", "window manager", "font driver host", "iis apppool"})
@@ -55,6 +57,7 @@ class IdentityRules:
             aliases[canonical[1]] = self._fqdn(name.strip().rstrip(".").lower())
         object.__setattr__(self, "host_aliases", aliases)
         object.__setattr__(self, "_host_cache", {})
+        object.__setattr__(self, "_user_cache", {})
 
     def _fqdn(self, name: str) -> str:
         if "." not in name and self.default_domain:
@@ -97,9 +100,21 @@ class IdentityRules:
         """Return the canonical person entity for an account, or None for service principals.
 
         Machine accounts (``WS01$``) and built-in principals such as
-        ``NT AUTHORITY\\SYSTEM`` are not persons.
+        ``NT AUTHORITY\\SYSTEM`` are not persons. Results come from a
+        bounded cache, because the same accounts recur in every event.
         """
-        if not isinstance(value, str) or is_placeholder(value):
+        if not isinstance(value, str):
+            return None
+        cache: dict[str, str | None] = self._user_cache  # type: ignore[attr-defined]
+        if value in cache:
+            return cache[value]
+        if len(cache) >= USER_CACHE_SIZE:
+            cache.clear()
+        identity = cache[value] = self._canonical_user(value)
+        return identity
+
+    def _canonical_user(self, value: str) -> str | None:
+        if is_placeholder(value):
             return None
         text = value.strip()
         lowered = text.lower()

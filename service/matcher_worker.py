@@ -15,7 +15,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -41,6 +41,16 @@ MAX_DEAD_LETTER_BYTES = 1024 * 1024 - 16 * 1024
 # waited for the broker, for this long. A healthy consumer gets a fetch
 # response at least every fetch_max_wait_ms (500 ms in aiokafka 0.14), even when idle.
 STALL_SECONDS = 10.0
+
+
+class OutgoingRecord(NamedTuple):
+    """A sighting or dead-letter record to produce once the record that caused it is matched."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None
+    is_sighting: bool = False
 
 
 class MatcherWorker:
@@ -70,6 +80,7 @@ class MatcherWorker:
         # it started reading from. A failed batch is read again from here.
         self._committed: dict[TopicPartition, int] = {}
         self._revocations = 0
+        self._counters: dict[str, metrics.SourceCounters] = {}
 
     def is_ready(self) -> bool:
         return self.not_ready_reason() is None
@@ -179,12 +190,14 @@ class MatcherWorker:
         for tp, records in batches.items():
             binding = self.bindings[tp.topic]
             parser = self._parser(tp, binding)
+            counters = self._source_counters(binding)
             for record in records:
-                pending.extend(await self._process_record(record, binding, parser, now_ms))
+                outgoing = self._process_record(record, binding, parser, counters, now_ms)
+                if outgoing:
+                    pending.extend(await self._send(outgoing))
         for tp, parser in self.parsers.items():
-            pending.extend(
-                await self._produce_sightings(parser.expire(now_ms), self.bindings[tp.topic].source.value, now_ms)
-            )
+            counters = self._source_counters(self.bindings[tp.topic])
+            pending.extend(await self._send(self._sightings(parser.expire(now_ms), counters, now_ms)))
         metrics.JOIN_PENDING.set(sum(parser.pending for parser in self.parsers.values()))
         if pending:
             await asyncio.gather(*pending)
@@ -219,9 +232,8 @@ class MatcherWorker:
         try:
             futures: list[Awaitable[Any]] = []
             for tp, parser in waiting.items():
-                futures.extend(
-                    await self._produce_sightings(parser.expire(now_ms), self.bindings[tp.topic].source.value, now_ms)
-                )
+                counters = self._source_counters(self.bindings[tp.topic])
+                futures.extend(await self._send(self._sightings(parser.expire(now_ms), counters, now_ms)))
             if not futures:
                 return
             await asyncio.gather(*futures)
@@ -246,6 +258,13 @@ class MatcherWorker:
                 binding.format, self.rules, binding.source, join_window_ms=int(self.settings.join_window_seconds * 1000)
             )
         return parser
+
+    def _source_counters(self, binding: InputBinding) -> metrics.SourceCounters:
+        source = binding.source.value
+        counters = self._counters.get(source)
+        if counters is None:
+            counters = self._counters[source] = metrics.SourceCounters(source)
+        return counters
 
     def _commit_offset(self, tp: TopicPartition, next_offset: int) -> int:
         """Never commit past a record still buffered by a join, so a restart reads it again."""
@@ -291,16 +310,25 @@ class MatcherWorker:
                 lag = max(0, highwater - (records[-1].offset + 1))
                 metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
-    async def _process_record(
-        self, record: ConsumerRecord, binding: InputBinding, parser: StreamParser, now_ms: int
-    ) -> list[Awaitable[Any]]:
-        source = binding.source.value
-        metrics.EVENTS_CONSUMED.labels(source=source).inc()
+    def _process_record(
+        self,
+        record: ConsumerRecord,
+        binding: InputBinding,
+        parser: StreamParser,
+        counters: metrics.SourceCounters,
+        now_ms: int,
+    ) -> list[OutgoingRecord]:
+        """Parse and match one record; return its sightings, or its dead letter when it cannot be parsed.
+
+        Runs without awaiting anything, so a record that yields nothing to
+        send costs no coroutine.
+        """
+        counters.consumed.inc()
         ref = RecordRef(record.topic, record.partition, record.offset)
         try:
             observations = parser.parse(record.value, ref, now_ms)
         except MalformedRecordError as error:
-            return [await self._dead_letter(record, binding, error.reason, str(error))]
+            return [self._dead_letter(record, binding, counters, error.reason, str(error))]
         except Exception as error:  # noqa: BLE001 - a bug on one record must not stop the stream
             log.exception(
                 "Internal error on %s[%d]@%d; sending it to the dead letter",
@@ -308,32 +336,47 @@ class MatcherWorker:
                 record.partition,
                 record.offset,
             )
-            return [await self._dead_letter(record, binding, "internal_error", repr(error))]
-        return await self._produce_sightings(observations, source, now_ms)
+            return [self._dead_letter(record, binding, counters, "internal_error", repr(error))]
+        return self._sightings(observations, counters, now_ms)
 
-    async def _produce_sightings(
-        self, observations: list[tuple[Observation, RecordRef]], source: str, now_ms: int
-    ) -> list[Awaitable[Any]]:
-        futures = []
+    def _sightings(
+        self, observations: list[tuple[Observation, RecordRef]], counters: metrics.SourceCounters, now_ms: int
+    ) -> list[OutgoingRecord]:
+        """Match observations and return one sightings-topic record per sighting, counting matches."""
+        outgoing = []
         for observation, ref in observations:
             for sighting in sightings_of(observation, ref, self.index, now_ms, self.allowlist):
-                metrics.MATCHES.labels(ioc_type=sighting["ioc"]["type"], source=source).inc()
+                counters.matches(sighting["ioc"]["type"]).inc()
                 if "suppressed_by" in sighting:
-                    metrics.SIGHTINGS_SUPPRESSED.labels(allowlist=sighting["suppressed_by"]).inc()
-                futures.append(
-                    await self.producer.send(
+                    metrics.sightings_suppressed(sighting["suppressed_by"]).inc()
+                outgoing.append(
+                    OutgoingRecord(
                         self.settings.sightings_topic,
-                        key=sighting["ioc"]["key"].encode("utf-8"),
-                        value=orjson.dumps(sighting),
+                        sighting["ioc"]["key"].encode("utf-8"),
+                        orjson.dumps(sighting),
+                        is_sighting=True,
                     )
                 )
+        return outgoing
+
+    async def _send(self, outgoing: list[OutgoingRecord]) -> list[Awaitable[Any]]:
+        """Hand records to the producer in order; return the futures of their acknowledgements."""
+        futures = []
+        for item in outgoing:
+            futures.append(await self.producer.send(item.topic, key=item.key, value=item.value, headers=item.headers))
+            if item.is_sighting:
                 metrics.SIGHTINGS_PRODUCED.inc()
         return futures
 
-    async def _dead_letter(
-        self, record: ConsumerRecord, binding: InputBinding, reason: str, message: str
-    ) -> Awaitable[Any]:
-        metrics.RECORDS_REJECTED.labels(source=binding.source.value, reason=reason).inc()
+    def _dead_letter(
+        self,
+        record: ConsumerRecord,
+        binding: InputBinding,
+        counters: metrics.SourceCounters,
+        reason: str,
+        message: str,
+    ) -> OutgoingRecord:
+        counters.rejected(reason).inc()
         self._rejections.warning(
             reason,
             "Dead-lettering %s[%d]@%d (%s): %s",
@@ -350,7 +393,7 @@ class MatcherWorker:
             # still point at it in the input topic, where it stays until retention removes it.
             headers.append(("yokoten.truncated_from", str(len(value)).encode("ascii")))
             value = value[:MAX_DEAD_LETTER_BYTES]
-        return await self.producer.send(self.settings.dead_letter_topic, key=record.key, value=value, headers=headers)
+        return OutgoingRecord(self.settings.dead_letter_topic, record.key, value, headers)
 
 
 class _PartitionListener(ConsumerRebalanceListener):

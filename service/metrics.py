@@ -40,6 +40,46 @@ JOIN_PENDING = Gauge("yokoten_join_pending", "Records or messages buffered by mu
 READY = Gauge("yokoten_ready", "1 once the IOC set is loaded and partitions are assigned")
 
 
+class SourceCounters:
+    """The counter children labelled with one source kind, resolved once instead of per record.
+
+    ``labels()`` builds a label tuple and takes a lock on every call
+    (prometheus_client 0.26). The children stay valid because nothing
+    removes the series of these counters.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.consumed = EVENTS_CONSUMED.labels(source=source)
+        self._matches: dict[str, Counter] = {}
+        self._rejected: dict[str, Counter] = {}
+
+    def matches(self, ioc_type: str) -> Counter:
+        """Return the MATCHES child of ``ioc_type`` and this source."""
+        child = self._matches.get(ioc_type)
+        if child is None:
+            child = self._matches[ioc_type] = MATCHES.labels(ioc_type=ioc_type, source=self.source)
+        return child
+
+    def rejected(self, reason: str) -> Counter:
+        """Return the RECORDS_REJECTED child of this source and ``reason``."""
+        child = self._rejected.get(reason)
+        if child is None:
+            child = self._rejected[reason] = RECORDS_REJECTED.labels(source=self.source, reason=reason)
+        return child
+
+
+_SUPPRESSED: dict[str, Counter] = {}
+
+
+def sightings_suppressed(allowlist: str) -> Counter:
+    """Return the SIGHTINGS_SUPPRESSED child of one allowlist, resolved on first use."""
+    child = _SUPPRESSED.get(allowlist)
+    if child is None:
+        child = _SUPPRESSED[allowlist] = SIGHTINGS_SUPPRESSED.labels(allowlist=allowlist)
+    return child
+
+
 def publish_ioc_counts(counts: dict[str, int]) -> None:
     """Set the IOC gauge for every type, zeroing types that are no longer loaded."""
     from detectors.observables import ObservableType

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from detectors.adapters.fields import emit
@@ -28,6 +29,29 @@ _URL_FIELDS = ("url.full", "url.original")
 _TEXT_FIELDS = ("process.command_line", "process.parent.command_line", "powershell.file.script_block_text")
 _EMAIL_SENDER_FIELDS = ("email.from.address", "email.sender.address", "email.reply_to.address")
 _RECIPIENT_FIELDS = ("email.to.address", "email.cc.address", "email.bcc.address")
+_URL_PART_FIELDS = ("url.port", "url.path", "url.query")
+_ENTITY_FIELDS = ("host.name", "host.hostname", "source.ip", "client.ip", "user.domain", "user.name")
+_HEADER_FIELDS = ("@timestamp", "event.created", "event.category", "event.code", "event.action")
+# Every field adapt() reads. _read_fields() keeps only these, and the
+# paths below them, so no list is built for a leaf that nothing reads.
+_READ_FIELDS = frozenset(
+    (
+        *_HEADER_FIELDS,
+        *_ENTITY_FIELDS,
+        *_RECIPIENT_FIELDS,
+        *_HASH_FIELDS,
+        *_FILE_NAME_FIELDS,
+        *_IP_FIELDS,
+        *_DOMAIN_FIELDS,
+        *_URL_FIELDS,
+        *_URL_PART_FIELDS,
+        *_EMAIL_SENDER_FIELDS,
+        *_TEXT_FIELDS,
+    )
+)
+_READ_PREFIXES = frozenset(
+    ".".join(parts[:end]) for parts in (name.split(".") for name in _READ_FIELDS) for end in range(1, len(parts))
+)
 _CATEGORY_SOURCE = {
     "email": SourceKind.MAIL,
     "web": SourceKind.PROXY,
@@ -64,6 +88,68 @@ def flatten(document: dict[str, Any]) -> dict[str, list[Any]]:
         else:
             flat.setdefault(prefix, []).append(value)
     return flat
+
+
+def _read_fields(document: dict[str, Any]) -> dict[str, list[Any]]:
+    """Return what flatten() returns, restricted to the fields in _READ_FIELDS.
+
+    Subtrees that hold no read field are only checked for depth. A document
+    nested deeper than MAX_DEPTH anywhere goes through flatten(), so the
+    error names the same path as before.
+    """
+    flat: dict[str, list[Any]] = {}
+    stack: list[tuple[str, Any, int]] = [("", document, 0)]
+    while stack:
+        prefix, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return flatten(document)
+        if isinstance(value, dict):
+            if prefix in _READ_FIELDS:
+                flat.setdefault(OBJECT_PATHS, []).append(prefix)
+            for key, child in value.items():
+                path = f"{prefix}.{key}" if prefix else str(key)
+                if path in _READ_FIELDS or path in _READ_PREFIXES:
+                    stack.append((path, child, depth + 1))
+                elif isinstance(child, (dict, list)):
+                    if _deeper_than_limit(child, depth + 1):
+                        return flatten(document)
+                elif depth >= MAX_DEPTH:
+                    return flatten(document)
+        elif isinstance(value, list):
+            for child in value:
+                stack.append((prefix, child, depth + 1))
+        else:
+            flat.setdefault(prefix, []).append(value)
+    return flat
+
+
+def _deeper_than_limit(value: Any, depth: int) -> bool:
+    """Return True when ``value``, found at ``depth``, contains anything nested deeper than MAX_DEPTH."""
+    stack = [(value, depth)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(value, dict):
+            stack.extend((child, depth + 1) for child in value.values())
+        elif isinstance(value, list):
+            stack.extend((child, depth + 1) for child in value)
+    return False
+
+
+def _present(flat: dict[str, list[Any]], fields: dict[str, int]) -> list[str]:
+    """Return the names in ``fields`` that ``flat`` has as values or as objects, ordered by their rank in ``fields``."""
+    found = flat.keys() & fields.keys()
+    objects = flat.get(OBJECT_PATHS)
+    if objects:
+        found.update(name for name in objects if name in fields)
+    if len(found) > 1:
+        return sorted(found, key=fields.__getitem__)
+    return list(found)
+
+
+def _ranks(fields: Iterable[str]) -> dict[str, int]:
+    return {name: rank for rank, name in enumerate(fields)}
 
 
 def is_ecs_document(record: dict[str, Any]) -> bool:
@@ -132,7 +218,10 @@ def _url_from_parts(flat: dict[str, list[Any]]) -> str | None:
     return netloc + path + query
 
 
-def _add_entities(flat: dict[str, list[Any]], source: SourceKind, rules: IdentityRules, observation: Observation) -> None:
+def _add_entities(
+    flat: dict[str, list[Any]], source: SourceKind, rules: IdentityRules, observation: Observation
+) -> list[str]:
+    """Add the hosts and persons of the document; return the person identities of ``user.name``."""
     hosts = _strings(flat, "host.name") or _strings(flat, "host.hostname")
     if source is SourceKind.PROXY and not hosts:
         hosts = _strings(flat, "source.ip") or _strings(flat, "client.ip")
@@ -140,15 +229,29 @@ def _add_entities(flat: dict[str, list[Any]], source: SourceKind, rules: Identit
         canonical = rules.host(host)
         if canonical is not None and canonical not in observation.hosts:
             observation.hosts.append(canonical)
-    for user in _accounts(flat, rules):
+    accounts = _accounts(flat, rules)
+    for user in accounts:
         if user not in observation.users:
             observation.users.append(user)
     if source is SourceKind.MAIL:
-        for field in _RECIPIENT_FIELDS:
+        for field in _present(flat, _RECIPIENT_RANKS):
             for address in _addresses(flat, field):
                 mailbox = rules.mailbox(address)
                 if mailbox is not None and mailbox not in observation.users:
                     observation.users.append(mailbox)
+    return accounts
+
+
+# Each table below lists its fields in the order adapt() emits them. Only
+# the fields a document has are visited (see _present).
+_RECIPIENT_RANKS = _ranks(_RECIPIENT_FIELDS)
+_HASH_RANKS = _ranks(_HASH_FIELDS)
+_FILE_NAME_RANKS = _ranks(_FILE_NAME_FIELDS)
+_IP_RANKS = _ranks(_IP_FIELDS)
+_DOMAIN_RANKS = _ranks(_DOMAIN_FIELDS)
+_URL_RANKS = _ranks(_URL_FIELDS)
+_EMAIL_SENDER_RANKS = _ranks(_EMAIL_SENDER_FIELDS)
+_TEXT_RANKS = _ranks(_TEXT_FIELDS)
 
 
 def adapt(document: dict[str, Any], rules: IdentityRules, default_source: SourceKind | None = None) -> Observation:
@@ -158,7 +261,7 @@ def adapt(document: dict[str, Any], rules: IdentityRules, default_source: Source
     ``default_source`` (the topic binding); with neither, the record is
     rejected because its entities cannot be chosen.
     """
-    flat = flatten(document)
+    flat = _read_fields(document)
     source = source_kind_of(flat) or default_source
     if source is None:
         raise MalformedRecordError(
@@ -171,32 +274,35 @@ def adapt(document: dict[str, Any], rules: IdentityRules, default_source: Source
     observation = Observation(source=source, timestamp_ms=parse_timestamp(timestamps[0]), stage=stage, format=FORMAT)
     codes = _strings(flat, "event.code") or _strings(flat, "event.action")
     observation.event_code = codes[0] if codes else None
-    _add_entities(flat, source, rules, observation)
-    for field, kind in _HASH_FIELDS.items():
+    accounts = _add_entities(flat, source, rules, observation)
+    for field in _present(flat, _HASH_RANKS):
+        kind = _HASH_FIELDS[field]
         for value in _strings(flat, field):
             emit(observation, kind, value, field)
-    for field in _FILE_NAME_FIELDS:
+    for field in _present(flat, _FILE_NAME_RANKS):
         for value in _strings(flat, field):
             emit(observation, ObservableType.FILE_NAME, value, field)
-    for field in _IP_FIELDS:
+    for field in _present(flat, _IP_RANKS):
         for value in _strings(flat, field):
             emit(observation, None, value, field, ip_only=True)
-    for field in _DOMAIN_FIELDS:
+    for field in _present(flat, _DOMAIN_RANKS):
         for value in _strings(flat, field):
             emit(observation, ObservableType.DOMAIN, value, field)
-    for field in _URL_FIELDS:
+    has_url = False
+    for field in _present(flat, _URL_RANKS):
         for value in _strings(flat, field):
+            has_url = True
             emit(observation, ObservableType.URL, value, field)
-    if not any(_strings(flat, field) for field in _URL_FIELDS):
+    if not has_url:
         # Proxies that log the host and the path apart still match URL IOCs on the same key.
         emit(observation, ObservableType.URL, _url_from_parts(flat), "url.full")
-    for field in _EMAIL_SENDER_FIELDS:
+    for field in _present(flat, _EMAIL_SENDER_RANKS):
         for value in _addresses(flat, field):
             emit(observation, ObservableType.EMAIL, value, field)
     if source is not SourceKind.MAIL:
-        for user in _accounts(flat, rules):
+        for user in accounts:
             emit(observation, ObservableType.USER, user, "user.name")
-    for field in _TEXT_FIELDS:
+    for field in _present(flat, _TEXT_RANKS):
         for value in _strings(flat, field):
             observation.free_text.append((field, value))
     return observation

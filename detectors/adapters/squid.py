@@ -29,18 +29,23 @@ def is_squid_line(line: str) -> bool:
     return bool(_LINE.match(line))
 
 
+def _first_match(pattern: re.Pattern[str], tokens: list[str], start: int, stop: int) -> int | None:
+    """Return the index of the first token in ``tokens[start:stop]`` that ``pattern`` matches, or None."""
+    for index in range(start, min(stop, len(tokens))):
+        if pattern.match(tokens[index]):
+            return index
+    return None
+
+
 def adapt(line: str, rules: IdentityRules) -> Observation:
     """Turn one access.log line into an observation; the client is the entity."""
     tokens = line.split()
     if len(tokens) < 7 or not is_squid_line(line):
         raise MalformedRecordError(f"not a Squid access.log line: {line[:120]!r}", reason="syntax")
-    result_index = next((i for i, token in enumerate(tokens[3:8], start=3) if _RESULT.match(token)), None)
+    result_index = _first_match(_RESULT, tokens, 3, 8)
     if result_index is None:
         raise MalformedRecordError(f"no ACTION/code column in Squid line: {line[:120]!r}", reason="syntax")
-    method_index = next(
-        (i for i in range(result_index + 1, min(len(tokens) - 1, result_index + 8)) if _METHOD.match(tokens[i])),
-        None,
-    )
+    method_index = _first_match(_METHOD, tokens, result_index + 1, min(len(tokens) - 1, result_index + 8))
     if method_index is None:
         raise MalformedRecordError(f"no request method in Squid line: {line[:120]!r}", reason="syntax")
     url = tokens[method_index + 1]

@@ -48,6 +48,9 @@ _HASH_NAMES = {
     "sha512": ObservableType.SHA512,
     "imphash": ObservableType.IMPHASH,
 }
+_ECS_HASH_FIELD = {kind: f"file.hash.{kind.value}" for kind in _HASH_NAMES.values()}
+_FILE_FIELD_PAIRS = tuple((name, _ECS_FILE_FIELD[name]) for name in _FILE_FIELDS)
+_TEXT_FIELD_PAIRS = tuple((name, _ECS_TEXT_FIELD[name]) for name in _TEXT_FIELDS)
 # Security events whose IpAddress is the other end of a logon or share access.
 _PEER_ADDRESS_EVENTS = frozenset({"4624", "4625", "4648", "5140", "5145"})
 
@@ -95,8 +98,21 @@ _STRING_FIELDS = (
 )
 
 
+_CHECKED_FIELDS = (*_STRING_FIELDS, *_FILE_FIELDS, *_TEXT_FIELDS)
+_CHECKED_FIELD_SET = frozenset(_CHECKED_FIELDS)
+
+
 def _check_types(fields: dict[str, Any]) -> None:
-    for name in (*_STRING_FIELDS, *_FILE_FIELDS, *_TEXT_FIELDS):
+    # Only the fields the record has are checked. The first wrong one in
+    # _CHECKED_FIELDS order is reported, whatever the record's key order.
+    for name in fields.keys() & _CHECKED_FIELD_SET:
+        value = fields[name]
+        if value is not None and not isinstance(value, str):
+            _raise_first_wrong_type(fields)
+
+
+def _raise_first_wrong_type(fields: dict[str, Any]) -> None:
+    for name in _CHECKED_FIELDS:
         value = fields.get(name)
         if value is not None and not isinstance(value, str):
             raise MalformedRecordError(
@@ -149,7 +165,7 @@ def parse_hashes(value: object) -> list[tuple[ObservableType, str]]:
     return found
 
 
-def _remote_fields(event_id: str, fields: dict[str, Any]) -> list[tuple[str, str, ObservableType | None]]:
+def _remote_fields(event_id: str, fields: dict[str, Any]) -> tuple[tuple[str, str, ObservableType | None], ...]:
     """Return (event field, ECS field, kind) of each side of a network event that may be the remote end.
 
     An outbound Sysmon 3 has the remote end in Destination*. For an inbound
@@ -157,18 +173,31 @@ def _remote_fields(event_id: str, fields: dict[str, Any]) -> list[tuple[str, str
     end in Source*, others keep the local end there, so both sides are read.
     """
     if event_id == "3":
-        destination = [
-            ("DestinationIp", "destination.ip", None),
-            ("DestinationHostname", "destination.domain", ObservableType.DOMAIN),
-        ]
         if str(fields.get("Initiated", "true")).lower() != "false":
-            return destination
-        source = [("SourceIp", "source.ip", None), ("SourceHostname", "source.domain", ObservableType.DOMAIN)]
-        return source + destination
+            return _SYSMON_DESTINATION
+        return _SYSMON_BOTH_SIDES
     if event_id == "5156":
         inbound = str(fields.get("Direction", "")) in ("%%14592", "Inbound")
-        return [("SourceAddress", "source.ip", None)] if inbound else [("DestAddress", "destination.ip", None)]
-    return []
+        return _WFP_SOURCE if inbound else _WFP_DESTINATION
+    return ()
+
+
+_SYSMON_DESTINATION = (
+    ("DestinationIp", "destination.ip", None),
+    ("DestinationHostname", "destination.domain", ObservableType.DOMAIN),
+)
+_SYSMON_BOTH_SIDES = (
+    ("SourceIp", "source.ip", None),
+    ("SourceHostname", "source.domain", ObservableType.DOMAIN),
+    *_SYSMON_DESTINATION,
+)
+_WFP_SOURCE = (("SourceAddress", "source.ip", None),)
+_WFP_DESTINATION = (("DestAddress", "destination.ip", None),)
+# (user field, domain field, ECS field) of the accounts that Security events name.
+_ACCOUNT_FIELDS = (
+    ("TargetUserName", "TargetDomainName", "user.target.name"),
+    ("SubjectUserName", "SubjectDomainName", "user.name"),
+)
 
 
 def _add_users(fields: dict[str, Any], rules: IdentityRules, observation: Observation) -> None:
@@ -176,15 +205,15 @@ def _add_users(fields: dict[str, Any], rules: IdentityRules, observation: Observ
     user = fields.get("User")
     if isinstance(user, str):
         accounts.append(("user.name", user))
-    for prefix in ("Target", "Subject"):
-        name = fields.get(f"{prefix}UserName")
+    for name_field, domain_field, ecs_field in _ACCOUNT_FIELDS:
+        name = fields.get(name_field)
         if isinstance(name, str) and not is_placeholder(name):
-            domain = fields.get(f"{prefix}DomainName")
+            domain = fields.get(domain_field)
             # Kerberos events (4768, 4769) write a UPN such as "alice@EXAMPLE.COM", already qualified.
             qualified = "@" in name or "\\" in name
             if isinstance(domain, str) and not is_placeholder(domain) and not qualified:
                 name = f"{domain}\\{name}"
-            accounts.append(("user.target.name" if prefix == "Target" else "user.name", name))
+            accounts.append((ecs_field, name))
     if not accounts and fields.get("Channel") == "System" and isinstance(fields.get("AccountName"), str):
         domain = fields.get("Domain")
         account = fields["AccountName"]
@@ -226,14 +255,18 @@ def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
         format=FORMAT,
     )
     for hash_field in ("Hashes", "Hash"):
-        for kind, digest in parse_hashes(fields.get(hash_field)):
-            observation.observables.append(Observable(kind, digest, f"file.hash.{kind.value}"))
-    for name in _FILE_FIELDS:
-        emit(observation, ObservableType.FILE_NAME, fields.get(name), _ECS_FILE_FIELD[name])
-    for name in _TEXT_FIELDS:
+        hashes = fields.get(hash_field)
+        if hashes is not None:
+            for kind, digest in parse_hashes(hashes):
+                observation.observables.append(Observable(kind, digest, _ECS_HASH_FIELD[kind]))
+    for name, ecs_field in _FILE_FIELD_PAIRS:
+        value = fields.get(name)
+        if value is not None:
+            emit(observation, ObservableType.FILE_NAME, value, ecs_field)
+    for name, ecs_field in _TEXT_FIELD_PAIRS:
         text = fields.get(name)
         if isinstance(text, str) and not is_placeholder(text):
-            observation.free_text.append((_ECS_TEXT_FIELD[name], text))
+            observation.free_text.append((ecs_field, text))
     for name, ecs_field, kind in _remote_fields(event_id, fields):
         emit(observation, kind, fields.get(name), ecs_field, ip_only=kind is None)
     if event_id == "22":

@@ -1,0 +1,204 @@
+"""Reference ECS adapter, which reads every field by name.
+
+Elastic Common Schema documents (nested objects or dotted keys) for every source kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors.adapters.fields import emit
+from detectors.exceptions import MalformedRecordError
+from tests.unit.reference_adapters.identity import UncachedRules as IdentityRules
+from detectors.observables import ObservableType, is_placeholder, split_addresses
+from detectors.observation import Observation, SourceKind, Stage
+from detectors.timestamps import parse_timestamp
+
+FORMAT = "ecs"
+MAX_DEPTH = 16
+# Key of flatten()'s list of paths that hold objects; no ECS field has this name.
+OBJECT_PATHS = "\x00objects"
+
+_HASH_FIELDS = {
+    f"{prefix}.hash.{algo}": ObservableType(algo)
+    for prefix in ("file", "process", "process.parent", "dll", "email.attachments.file")
+    for algo in ("md5", "sha1", "sha256", "sha512")
+}
+_FILE_NAME_FIELDS = ("file.name", "file.path", "process.executable", "process.name", "email.attachments.file.name", "dll.name")
+_IP_FIELDS = ("destination.ip", "server.ip", "dns.resolved_ip")
+_DOMAIN_FIELDS = ("destination.domain", "server.domain", "dns.question.name", "url.domain")
+_URL_FIELDS = ("url.full", "url.original")
+_TEXT_FIELDS = ("process.command_line", "process.parent.command_line", "powershell.file.script_block_text")
+_EMAIL_SENDER_FIELDS = ("email.from.address", "email.sender.address", "email.reply_to.address")
+_RECIPIENT_FIELDS = ("email.to.address", "email.cc.address", "email.bcc.address")
+_CATEGORY_SOURCE = {
+    "email": SourceKind.MAIL,
+    "web": SourceKind.PROXY,
+    "network": SourceKind.PROXY,
+    "process": SourceKind.EDR,
+    "file": SourceKind.EDR,
+    "malware": SourceKind.EDR,
+    "vulnerability": SourceKind.VULN,
+}
+
+
+def flatten(document: dict[str, Any]) -> dict[str, list[Any]]:
+    """Map each dotted ECS path to the list of leaf values found under it.
+
+    Lists of objects (``email.attachments``) contribute one value per element.
+    The paths that hold objects are listed under OBJECT_PATHS, so a reader
+    can reject an object where it expects text. Nesting deeper than
+    MAX_DEPTH raises MalformedRecordError.
+    """
+    flat: dict[str, list[Any]] = {}
+    stack: list[tuple[str, Any, int]] = [("", document, 0)]
+    while stack:
+        prefix, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise MalformedRecordError(f"ECS document nested deeper than {MAX_DEPTH} levels at {prefix!r}", reason="too_deep")
+        if isinstance(value, dict):
+            if prefix:
+                flat.setdefault(OBJECT_PATHS, []).append(prefix)
+            for key, child in value.items():
+                stack.append((f"{prefix}.{key}" if prefix else str(key), child, depth + 1))
+        elif isinstance(value, list):
+            for child in value:
+                stack.append((prefix, child, depth + 1))
+        else:
+            flat.setdefault(prefix, []).append(value)
+    return flat
+
+
+def is_ecs_document(record: dict[str, Any]) -> bool:
+    """Return True for documents that use ECS field sets (``event``, ``host``, ``url`` ...)."""
+    keys = {key.split(".", 1)[0] for key in record}
+    return "@timestamp" in keys and bool(keys & {"event", "host", "url", "email", "process", "file", "source", "dns"})
+
+
+def source_kind_of(flat: dict[str, list[Any]]) -> SourceKind | None:
+    """Return the source kind named by ``event.category``, if any."""
+    for category in _strings(flat, "event.category"):
+        kind = _CATEGORY_SOURCE.get(category.lower())
+        if kind is not None:
+            return kind
+    return None
+
+
+def _strings(flat: dict[str, list[Any]], name: str) -> list[str]:
+    """Return the non-placeholder text values of field ``name``; other JSON types reject the record."""
+    if name in flat.get(OBJECT_PATHS, ()):
+        raise MalformedRecordError(f"ECS field {name} is a JSON object, expected a string", reason="field_type")
+    values = []
+    for value in flat.get(name, []):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise MalformedRecordError(
+                f"ECS field {name} is a JSON {type(value).__name__} ({str(value)[:60]!r}), expected a string",
+                reason="field_type",
+            )
+        if not is_placeholder(value):
+            values.append(value)
+    return values
+
+
+def _addresses(flat: dict[str, list[Any]], name: str) -> list[str]:
+    """Return the addresses of an e-mail field, splitting values such as ``a@x.example;b@x.example``."""
+    return [address for value in _strings(flat, name) for address in split_addresses(value)]
+
+
+def _accounts(flat: dict[str, list[Any]], rules: IdentityRules) -> list[str]:
+    """Return the person identities of ``user.name``, qualified by ``user.domain`` when it is given."""
+    domains = _strings(flat, "user.domain")
+    users = []
+    for name in _strings(flat, "user.name"):
+        account = f"{domains[0]}\\{name}" if domains and "\\" not in name and "@" not in name else name
+        user = rules.user(account)
+        if user is not None and user not in users:
+            users.append(user)
+    return users
+
+
+def _url_from_parts(flat: dict[str, list[Any]]) -> str | None:
+    """Assemble ``domain[:port]/path[?query]`` from ``url.domain`` and its sibling fields."""
+    domains = _strings(flat, "url.domain")
+    if not domains:
+        return None
+    ports = [value for value in flat.get("url.port", []) if isinstance(value, (int, str)) and str(value).isdigit()]
+    paths = _strings(flat, "url.path")
+    queries = _strings(flat, "url.query")
+    bare = domains[0].strip("[]")
+    host = f"[{bare}]" if ":" in bare else bare
+    netloc = f"{host}:{ports[0]}" if ports else host
+    path = "/" + paths[0].lstrip("/") if paths else "/"
+    query = f"?{queries[0]}" if queries else ""
+    return netloc + path + query
+
+
+def _add_entities(flat: dict[str, list[Any]], source: SourceKind, rules: IdentityRules, observation: Observation) -> None:
+    hosts = _strings(flat, "host.name") or _strings(flat, "host.hostname")
+    if source is SourceKind.PROXY and not hosts:
+        hosts = _strings(flat, "source.ip") or _strings(flat, "client.ip")
+    for host in hosts:
+        canonical = rules.host(host)
+        if canonical is not None and canonical not in observation.hosts:
+            observation.hosts.append(canonical)
+    for user in _accounts(flat, rules):
+        if user not in observation.users:
+            observation.users.append(user)
+    if source is SourceKind.MAIL:
+        for field in _RECIPIENT_FIELDS:
+            for address in _addresses(flat, field):
+                mailbox = rules.mailbox(address)
+                if mailbox is not None and mailbox not in observation.users:
+                    observation.users.append(mailbox)
+
+
+def adapt(document: dict[str, Any], rules: IdentityRules, default_source: SourceKind | None = None) -> Observation:
+    """Turn one ECS document into an observation.
+
+    The source kind comes from ``event.category`` and falls back to
+    ``default_source`` (the topic binding); with neither, the record is
+    rejected because its entities cannot be chosen.
+    """
+    flat = flatten(document)
+    source = source_kind_of(flat) or default_source
+    if source is None:
+        raise MalformedRecordError(
+            "ECS document has no event.category and the input has no source kind; "
+            "set event.category or bind the topic or file to a source kind",
+            reason="missing_field",
+        )
+    timestamps = flat.get("@timestamp") or flat.get("event.created") or [None]
+    stage = {SourceKind.MAIL: Stage.DELIVERED, SourceKind.EDR: Stage.EXECUTED}.get(source, Stage.CONTACTED)
+    observation = Observation(source=source, timestamp_ms=parse_timestamp(timestamps[0]), stage=stage, format=FORMAT)
+    codes = _strings(flat, "event.code") or _strings(flat, "event.action")
+    observation.event_code = codes[0] if codes else None
+    _add_entities(flat, source, rules, observation)
+    for field, kind in _HASH_FIELDS.items():
+        for value in _strings(flat, field):
+            emit(observation, kind, value, field)
+    for field in _FILE_NAME_FIELDS:
+        for value in _strings(flat, field):
+            emit(observation, ObservableType.FILE_NAME, value, field)
+    for field in _IP_FIELDS:
+        for value in _strings(flat, field):
+            emit(observation, None, value, field, ip_only=True)
+    for field in _DOMAIN_FIELDS:
+        for value in _strings(flat, field):
+            emit(observation, ObservableType.DOMAIN, value, field)
+    for field in _URL_FIELDS:
+        for value in _strings(flat, field):
+            emit(observation, ObservableType.URL, value, field)
+    if not any(_strings(flat, field) for field in _URL_FIELDS):
+        # Proxies that log the host and the path apart still match URL IOCs on the same key.
+        emit(observation, ObservableType.URL, _url_from_parts(flat), "url.full")
+    for field in _EMAIL_SENDER_FIELDS:
+        for value in _addresses(flat, field):
+            emit(observation, ObservableType.EMAIL, value, field)
+    if source is not SourceKind.MAIL:
+        for user in _accounts(flat, rules):
+            emit(observation, ObservableType.USER, user, "user.name")
+    for field in _TEXT_FIELDS:
+        for value in _strings(flat, field):
+            observation.free_text.append((field, value))
+    return observation
