@@ -25,6 +25,7 @@ from detectors.adapters.stream import RecordRef, StreamParser
 from detectors.exceptions import MalformedRecordError
 from detectors.index import IocIndex
 from detectors.matcher import sightings_of
+from detectors.prefilter import RecordFilter
 from detectors.observation import Observation
 from service import metrics
 from service.config import InputBinding, Settings
@@ -81,6 +82,7 @@ class MatcherWorker:
         self._committed: dict[TopicPartition, int] = {}
         self._revocations = 0
         self._counters: dict[str, metrics.SourceCounters] = {}
+        self.record_filter = RecordFilter(self.index) if settings.prefilter else None
 
     def is_ready(self) -> bool:
         return self.not_ready_reason() is None
@@ -255,7 +257,12 @@ class MatcherWorker:
         parser = self.parsers.get(tp)
         if parser is None:
             parser = self.parsers[tp] = StreamParser(
-                binding.format, self.rules, binding.source, join_window_ms=int(self.settings.join_window_seconds * 1000)
+                binding.format,
+                self.rules,
+                binding.source,
+                join_window_ms=int(self.settings.join_window_seconds * 1000),
+                prefilter=self.record_filter.may_match if self.record_filter else None,
+                verify_every=self.settings.prefilter_verify_every,
             )
         return parser
 
@@ -287,7 +294,14 @@ class MatcherWorker:
                 continue
             if parser is not None:
                 self.parsers[tp] = StreamParser(
-                    parser.fmt, parser.rules, parser.source, parser.join_window_ms, parser.max_pending, parser.context
+                    parser.fmt,
+                    parser.rules,
+                    parser.source,
+                    parser.join_window_ms,
+                    parser.max_pending,
+                    parser.context,
+                    prefilter=parser.prefilter,
+                    verify_every=parser.verify_every,
                 )
             offset = self._committed.get(tp)
             if offset is not None:
@@ -325,6 +339,7 @@ class MatcherWorker:
         """
         counters.consumed.inc()
         ref = RecordRef(record.topic, record.partition, record.offset)
+        skipped = parser.skipped
         try:
             observations = parser.parse(record.value, ref, now_ms)
         except MalformedRecordError as error:
@@ -337,7 +352,20 @@ class MatcherWorker:
                 record.offset,
             )
             return [self._dead_letter(record, binding, counters, "internal_error", repr(error))]
-        return self._sightings(observations, counters, now_ms)
+        if parser.skipped != skipped:
+            counters.prefiltered.inc()
+        outgoing = self._sightings(observations, counters, now_ms)
+        if parser.verifying and outgoing:
+            metrics.PREFILTER_MISSES.inc()
+            log.error(
+                "The pre-filter skipped %s[%d]@%d, but it yields %d sightings (produced all the same); "
+                "set YOKOTEN_PREFILTER=false and report the record",
+                record.topic,
+                record.partition,
+                record.offset,
+                len(outgoing),
+            )
+        return outgoing
 
     def _sightings(
         self, observations: list[tuple[Observation, RecordRef]], counters: metrics.SourceCounters, now_ms: int

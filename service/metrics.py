@@ -8,6 +8,15 @@ EVENTS_CONSUMED = Counter("yokoten_events_consumed_total", "Input records consum
 RECORDS_REJECTED = Counter(
     "yokoten_records_rejected_total", "Records sent to the dead-letter topic", ["source", "reason"]
 )
+RECORDS_PREFILTERED = Counter(
+    "yokoten_records_prefiltered_total",
+    "Input records not parsed because their text contains no IOC candidate",
+    ["source"],
+)
+PREFILTER_MISSES = Counter(
+    "yokoten_prefilter_misses_total",
+    "Records the pre-filter skipped that the sampled check parsed and found sightings in",
+)
 MATCHES = Counter("yokoten_matches_total", "IOC matches (one per IOC and event)", ["ioc_type", "source"])
 SIGHTINGS_SUPPRESSED = Counter(
     "yokoten_sightings_suppressed_total", "Sightings of allowlisted IOCs, which never alert", ["allowlist"]
@@ -51,6 +60,7 @@ class SourceCounters:
     def __init__(self, source: str) -> None:
         self.source = source
         self.consumed = EVENTS_CONSUMED.labels(source=source)
+        self.prefiltered = RECORDS_PREFILTERED.labels(source=source)
         self._matches: dict[str, Counter] = {}
         self._rejected: dict[str, Counter] = {}
 

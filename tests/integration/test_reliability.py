@@ -781,20 +781,21 @@ def test_rebalance_mid_batch_rereads_batch(stack: Stack, caplog: pytest.LogCaptu
             group_id=stack.settings.matcher_group,
             enable_auto_commit=False,
         )
-        process_record = worker._process_record
+        send = worker._send
         held = asyncio.Event()
         released = asyncio.Event()
 
-        async def held_record(record: Any, *args: Any) -> Any:
+        async def held_send(outgoing: Any) -> Any:
+            # The first send of the first batch waits, so that batch is in flight during the rebalance.
             if not held.is_set():
                 held.set()
                 await _until(lambda: bool(other.assignment()), 30, "the second member's assignment", lambda: "")
                 released.set()
-            return await process_record(record, *args)
+            return await send(outgoing)
 
         async with Producer(bootstrap) as producer:
             await producer.stream(stream, 0, len(stream.records))
-        worker._process_record = held_record  # type: ignore[method-assign]
+        worker._send = held_send  # type: ignore[method-assign]
         task = asyncio.ensure_future(worker.run())
         try:
             await asyncio.wait_for(held.wait(), 30)
