@@ -14,6 +14,8 @@ from detectors.observables import (
     HASH_TYPES,
     ObservableType,
     detect_type,
+    is_canonical,
+    is_refanged,
     normalize,
     refang,
     threat_indicator_type,
@@ -52,6 +54,8 @@ TYPE_ALIASES: dict[str, ObservableType | None] = {
     "uri": ObservableType.URL,
     "link": ObservableType.URL,
 }
+# Type names exactly as Ioc.to_record writes them, which resolve_type checks first.
+_OWN_TYPE_NAMES = {kind.value: kind for kind in ObservableType}
 
 
 @dataclass(slots=True)
@@ -112,6 +116,21 @@ def resolve_type(type_name: str | None, raw_value: str) -> tuple[ObservableType,
 
     Raises FeedError naming the value and type when it cannot be used.
     """
+    kind = _OWN_TYPE_NAMES.get(type_name) if type(type_name) is str else None
+    if kind is not None and type(raw_value) is str:
+        # Records written by Ioc.to_record name an ObservableType and are
+        # canonical already. Both shortcuts return what the general path
+        # returns: a canonical value is unchanged by refang and normalize,
+        # and is_refanged proves that refang would return raw_value itself.
+        if is_canonical(kind, raw_value):
+            return kind, raw_value
+        if is_refanged(raw_value):
+            return _normalize_as(kind, raw_value, raw_value)
+    return resolve_any_type(type_name, raw_value)
+
+
+def resolve_any_type(type_name: str | None, raw_value: str) -> tuple[ObservableType, str]:
+    """Resolve like ``resolve_type`` but always refang and normalise, with no shortcut for canonical values."""
     value = refang(raw_value)
     alias = type_name.strip().lower() if isinstance(type_name, str) and type_name.strip() else None
     if alias is not None and alias not in TYPE_ALIASES:
@@ -127,6 +146,11 @@ def resolve_type(type_name: str | None, raw_value: str) -> tuple[ObservableType,
             raise FeedError(f"IOC value {raw_value[:200]!r} of type {alias!r} is not an IP address or CIDR", reason="value")
         _check_prefix(detected)
         return detected
+    return _normalize_as(kind, value, raw_value)
+
+
+def _normalize_as(kind: ObservableType, value: str, raw_value: str) -> tuple[ObservableType, str]:
+    """Normalise the refanged ``value`` as ``kind``, quoting ``raw_value`` (the value as written) in a FeedError."""
     canonical = normalize(kind, value)
     if canonical is None:
         raise FeedError(f"IOC value {raw_value[:200]!r} is not a valid {kind.value}", reason="value")
