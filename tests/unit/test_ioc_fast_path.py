@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from detectors.exceptions import FeedError
 from detectors.feeds import parse_feed
+from detectors.index import merge_metadata
 from detectors.ioc import SEVERITIES, Ioc, _confidence, _time, ioc_from_record, resolve_any_type, resolve_type
 from detectors.observables import ObservableType, is_canonical, is_refanged, refang
 
@@ -378,3 +379,53 @@ def test_is_refanged_implies_unchanged(value: str) -> None:
 def test_is_refanged_rejects_defanged() -> None:
     for value in ("bad[.]example", "hxxp://bad.example", "HXXPS://x", "x(dot)y", "a{.}b", " x", "x\n", "h**p://x"):
         assert not is_refanged(value), value
+
+
+def test_missing_tags_shared_read_only() -> None:
+    first = ioc_from_record({"value": "bad.example.net"})
+    second = ioc_from_record({"value": "other.example.net"})
+    assert first.tags == []
+    assert first.context == {}
+    assert first.tags is second.tags
+    assert first.context is second.context
+    with pytest.raises(TypeError, match="read-only"):
+        first.tags.append("x")
+    with pytest.raises(TypeError, match="read-only"):
+        first.context["x"] = 1
+    assert second.tags == []
+    assert second.context == {}
+
+
+def test_missing_tags_output_unchanged() -> None:
+    ioc = ioc_from_record({"value": "bad.example.net"})
+    assert orjson.dumps(ioc.to_record()) == b'{"type":"domain-name","value":"bad.example.net","source":"unknown","severity":"medium"}'
+    assert orjson.dumps({"tags": ioc.tags, "context": ioc.context}) == b'{"tags":[],"context":{}}'
+    assert repr(ioc) == repr(reference_ioc_from_record({"value": "bad.example.net"}))
+
+
+def test_missing_tags_merge_metadata() -> None:
+    current = ioc_from_record({"value": "bad.example.net"})
+    merged = merge_metadata(current, ioc_from_record({"value": "bad.example.net", "tags": ["c2"], "context": {"a": 1}}))
+    assert merged.tags == ["c2"]
+    assert merged.context == {"a": 1}
+    merged.tags.append("x")
+    merged.context["b"] = 2
+    assert current.tags == []
+    assert current.context == {}
+
+
+def test_given_empty_context_mutable() -> None:
+    context: dict[str, Any] = {}
+    ioc = ioc_from_record({"value": "bad.example.net", "context": context})
+    ioc.context["raw_value"] = "bad[.]example[.]net"
+    assert ioc.context == {"raw_value": "bad[.]example[.]net"}
+    assert ioc_from_record({"value": "other.example.net"}).context == {}
+
+
+def test_repeated_strings_shared() -> None:
+    first = ioc_from_record(orjson.loads(b'{"value":"a.example","source":"feed-x","severity":"HIGH","tags":["c2"],"tlp":"Red"}'))
+    second = ioc_from_record(orjson.loads(b'{"value":"b.example","source":"feed-x","severity":"high","tags":["c2"],"tlp":"red"}'))
+    assert first.source is second.source
+    assert first.severity is second.severity
+    assert first.tags[0] is second.tags[0]
+    assert first.tlp is second.tlp
