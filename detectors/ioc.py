@@ -6,14 +6,17 @@ keeps the latest record per indicator and a tombstone (null value) removes it.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from detectors.exceptions import FeedError
 from detectors.observables import (
     HASH_TYPES,
     ObservableType,
     detect_type,
+    is_canonical,
+    is_refanged,
     normalize,
     refang,
     threat_indicator_type,
@@ -52,6 +55,37 @@ TYPE_ALIASES: dict[str, ObservableType | None] = {
     "uri": ObservableType.URL,
     "link": ObservableType.URL,
 }
+# Type names exactly as Ioc.to_record writes them, which resolve_type checks first.
+_OWN_TYPE_NAMES = {kind.value: kind for kind in ObservableType}
+_SEVERITY_BY_NAME = {name: name for name in SEVERITIES}
+
+
+class _ReadOnlyEmptyList(list):  # type: ignore[type-arg]
+    """The empty ``tags`` list shared by IOCs whose record has no tags."""
+
+    __slots__ = ()
+
+    def _reject(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("the empty tags list is shared by many IOCs and is read-only, so assign a new list to ioc.tags")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _reject  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _reject  # type: ignore[assignment]
+
+
+class _ReadOnlyEmptyDict(dict):  # type: ignore[type-arg]
+    """The empty ``context`` dict shared by IOCs whose record has no context."""
+
+    __slots__ = ()
+
+    def _reject(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("the empty context dict is shared by many IOCs and is read-only, so assign a new dict to ioc.context")
+
+    update = setdefault = pop = popitem = clear = _reject  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __ior__ = _reject  # type: ignore[assignment]
+
+
+_NO_TAGS: list[str] = _ReadOnlyEmptyList()
+_NO_CONTEXT: dict[str, Any] = _ReadOnlyEmptyDict()
 
 
 @dataclass(slots=True)
@@ -60,6 +94,11 @@ class Ioc:
 
     Times are epoch milliseconds. ``modified`` orders updates of the same
     indicator: an update older than the stored one is ignored.
+
+    ``ioc_from_record`` gives an IOC whose record has no tags or no context
+    one shared, read-only empty ``tags`` list or ``context`` dict, because a
+    million IOCs would otherwise hold a million empty containers. Changing
+    either raises TypeError, so assign a new list or dict instead.
     """
 
     type: ObservableType
@@ -112,6 +151,21 @@ def resolve_type(type_name: str | None, raw_value: str) -> tuple[ObservableType,
 
     Raises FeedError naming the value and type when it cannot be used.
     """
+    kind = _OWN_TYPE_NAMES.get(type_name) if type(type_name) is str else None
+    if kind is not None and type(raw_value) is str:
+        # Records written by Ioc.to_record name an ObservableType and are
+        # canonical already. Both shortcuts return what the general path
+        # returns: a canonical value is unchanged by refang and normalize,
+        # and is_refanged proves that refang would return raw_value itself.
+        if is_canonical(kind, raw_value):
+            return kind, raw_value
+        if is_refanged(raw_value):
+            return _normalize_as(kind, raw_value, raw_value)
+    return resolve_any_type(type_name, raw_value)
+
+
+def resolve_any_type(type_name: str | None, raw_value: str) -> tuple[ObservableType, str]:
+    """Resolve like ``resolve_type`` but always refang and normalise, with no shortcut for canonical values."""
     value = refang(raw_value)
     alias = type_name.strip().lower() if isinstance(type_name, str) and type_name.strip() else None
     if alias is not None and alias not in TYPE_ALIASES:
@@ -127,6 +181,11 @@ def resolve_type(type_name: str | None, raw_value: str) -> tuple[ObservableType,
             raise FeedError(f"IOC value {raw_value[:200]!r} of type {alias!r} is not an IP address or CIDR", reason="value")
         _check_prefix(detected)
         return detected
+    return _normalize_as(kind, value, raw_value)
+
+
+def _normalize_as(kind: ObservableType, value: str, raw_value: str) -> tuple[ObservableType, str]:
+    """Normalise the refanged ``value`` as ``kind``, quoting ``raw_value`` (the value as written) in a FeedError."""
     canonical = normalize(kind, value)
     if canonical is None:
         raise FeedError(f"IOC value {raw_value[:200]!r} is not a valid {kind.value}", reason="value")
@@ -146,6 +205,8 @@ def _check_prefix(resolved: tuple[ObservableType, str]) -> None:
 
 
 def _confidence(value: object) -> int | None:
+    if type(value) is int and 0 <= value <= 100:
+        return value
     if value is None or value == "":
         return None
     try:
@@ -167,6 +228,52 @@ def _time(record: dict[str, Any], name: str) -> int | None:
     return parsed
 
 
+def _shared(text: str) -> str:
+    """Return the interned copy of a string that many IOCs repeat (source, tag, TLP).
+
+    On CPython 3.11 an interned string is freed once no IOC refers to it.
+    NOTE: early CPython 3.12 releases and free-threaded builds never free
+    interned strings (python/cpython#113993), so there every distinct tag
+    stays in memory for the life of the process.
+    """
+    return sys.intern(text) if type(text) is str else text
+
+
+def _severity(record: dict[str, Any]) -> str:
+    raw = record.get("severity") or "medium"
+    severity = _SEVERITY_BY_NAME.get(raw) if type(raw) is str else None
+    if severity is None:
+        severity = _SEVERITY_BY_NAME.get(str(raw).lower())
+    if severity is None:
+        raise FeedError(f"severity {record.get('severity')!r} is not one of {', '.join(SEVERITIES)}", reason="field_type")
+    return severity
+
+
+def _tags(record: dict[str, Any]) -> list[str]:
+    tags = record.get("tags") or []
+    if isinstance(tags, str):
+        tags = [tag.strip() for tag in tags.split(",") if tag.strip()]
+    if not isinstance(tags, list):
+        raise FeedError(f"tags {tags!r} must be a list of strings", reason="field_type")
+    if not tags:
+        return _NO_TAGS
+    return [_shared(str(tag)) for tag in tags]
+
+
+def _context(record: dict[str, Any]) -> dict[str, Any]:
+    context = record.get("context")
+    if isinstance(context, dict):
+        # Feed parsers pass a dict of their own and add to ioc.context
+        # afterwards, so an empty one must become a new mutable dict too.
+        return context if context else {}
+    return _NO_CONTEXT
+
+
+def _revoked(record: dict[str, Any]) -> bool:
+    revoked = record.get("revoked")
+    return revoked is True or (revoked is not None and str(revoked).lower() in ("true", "1"))
+
+
 def ioc_from_record(record: dict[str, Any]) -> Ioc:
     """Build an Ioc from a topic or feed record; raise FeedError on a bad field."""
     if not isinstance(record, dict):
@@ -175,27 +282,22 @@ def ioc_from_record(record: dict[str, Any]) -> Ioc:
     if not isinstance(raw_value, str) or not raw_value.strip():
         raise FeedError(f"IOC record has no string value: {str(record)[:200]}", reason="missing_field")
     kind, value = resolve_type(record.get("type"), raw_value)
-    severity = str(record.get("severity") or "medium").lower()
-    if severity not in SEVERITIES:
-        raise FeedError(f"severity {record.get('severity')!r} is not one of {', '.join(SEVERITIES)}", reason="field_type")
-    tags = record.get("tags") or []
-    if isinstance(tags, str):
-        tags = [tag.strip() for tag in tags.split(",") if tag.strip()]
-    if not isinstance(tags, list):
-        raise FeedError(f"tags {tags!r} must be a list of strings", reason="field_type")
-    context = record.get("context") or {}
+    severity = _severity(record)
+    tags = _tags(record)
+    tlp = record.get("tlp")
+    description = record.get("description")
     return Ioc(
         type=kind,
         value=value,
-        source=str(record.get("source") or "unknown"),
+        source=_shared(str(record.get("source") or "unknown")),
         confidence=_confidence(record.get("confidence")),
         severity=severity,
-        tags=[str(tag) for tag in tags],
-        tlp=str(record["tlp"]).lower() if record.get("tlp") else None,
+        tags=tags,
+        tlp=_shared(str(tlp).lower()) if tlp else None,
         valid_from=_time(record, "valid_from"),
         valid_until=_time(record, "valid_until"),
         modified=_time(record, "modified"),
-        revoked=record.get("revoked") is True or str(record.get("revoked")).lower() in ("true", "1"),
-        description=record.get("description") if isinstance(record.get("description"), str) else None,
-        context=context if isinstance(context, dict) else {},
+        revoked=_revoked(record),
+        description=description if isinstance(description, str) else None,
+        context=_context(record),
     )

@@ -116,6 +116,26 @@ def refang(value: str) -> str:
     return _DEFANG_SCHEME.sub(lambda m: "http" + m.group(1).lower(), text)
 
 
+# Every defanging token starts with one of these characters, so a value without
+# them (and without surrounding whitespace or a defanged scheme) is not defanged.
+_DEFANG_OPENERS = tuple(sorted({token[0] for token, _ in _DEFANG_TOKENS}))
+
+
+def is_refanged(value: str) -> bool:
+    """Return True when ``refang(value)`` is ``value`` unchanged.
+
+    The check is cheap and conservative, so False means that ``refang`` may
+    change the value, not that it will.
+    """
+    if value != value.strip():
+        return False
+    for opener in _DEFANG_OPENERS:
+        if opener in value:
+            return False
+    # The defanged scheme needs a "://" after it once no bracket is present.
+    return not (value[:1] in ("h", "H") and "://" in value)
+
+
 def normalize_hash(value: str, kind: ObservableType | None = None) -> tuple[ObservableType, str] | None:
     """Lower-case and validate a hex digest; infer the algorithm from the length.
 
@@ -145,6 +165,21 @@ def _is_canonical_dotted_quad(text: str) -> bool:
         if int(octet) > 255:
             return False
     return True
+
+
+def is_canonical(kind: ObservableType, value: str) -> bool:
+    """Return True when ``value`` is a hex digest or a plain IPv4 address already in canonical form.
+
+    For such a value ``normalize(kind, value)`` returns ``value`` unchanged
+    and ``refang`` leaves it alone, and this check costs far less than either.
+    Other kinds and forms return False, which means "not known to be
+    canonical", not "not canonical".
+    """
+    if kind in HASH_TYPES:
+        return len(value) == HASH_LENGTHS[kind] and _HEX.fullmatch(value) is not None
+    if kind is ObservableType.IPV4:
+        return _is_canonical_dotted_quad(value)
+    return False
 
 
 def normalize_ip(value: str) -> tuple[ObservableType, str] | None:
