@@ -142,7 +142,7 @@ class IocIndex:
             if network is not None:
                 self._networks[network.version][network.prefixlen][int(network.network_address)] = ioc
             return Change.UPDATED
-        self._insert(ioc)
+        self._insert(ioc, key)
         return Change.ADDED
 
     def _confident(self, ioc: Ioc) -> bool:
@@ -162,7 +162,7 @@ class IocIndex:
             self._drop(key)
         return expired
 
-    def _insert(self, ioc: Ioc) -> None:
+    def _insert(self, ioc: Ioc, key: str) -> None:
         probes = _probes_of(ioc)
         table = self._hash_prefixes if ioc.type in HASH_TYPES else self._probes
         for probe in probes:
@@ -179,7 +179,7 @@ class IocIndex:
             return
         if ioc.type in _TEXT_TYPES:
             keys = self._text_keys.setdefault(ioc.value, [])
-            keys.append(ioc.key)
+            keys.append(key)  # the same string object as the _by_key key
             if ioc.type not in HASH_TYPES:
                 self._add_word(ioc.value)
 

@@ -23,6 +23,7 @@ from service.config import Settings
 
 log = logging.getLogger(__name__)
 LOG_EVERY_ERRORS = 100
+IOC_FETCH_BYTES = 8 * 1024 * 1024
 
 
 class IocFeed:
@@ -35,11 +36,16 @@ class IocFeed:
         self._errors = 0
         self._newest_ms = 0
         self.following = True
+        # The first load reads the whole compacted topic (1M records are about
+        # 130 MB), so fetches are larger than aiokafka's 1 MiB per partition.
         self._consumer = AIOKafkaConsumer(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            max_partition_fetch_bytes=IOC_FETCH_BYTES,
+            fetch_max_bytes=4 * IOC_FETCH_BYTES,
             **settings.kafka_options(),  # type: ignore[arg-type]
         )
+        self._updates = {change: metrics.IOC_UPDATES.labels(change=change.value) for change in Change}
 
     async def start(self, timeout_s: float = 60.0) -> None:
         """Subscribe to every partition of the IOC topic; fail if it does not exist."""
@@ -149,7 +155,7 @@ class IocFeed:
                 self._count_error(record, error, reason="internal_error")
                 return Change.IGNORED
             change = self.index.apply(ioc)
-        metrics.IOC_UPDATES.labels(change=change.value).inc()
+        self._updates[change].inc()
         return change
 
     def _count_error(self, record: ConsumerRecord, error: Exception, reason: str | None = None) -> None:
