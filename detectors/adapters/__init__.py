@@ -105,19 +105,21 @@ REGISTRY: list[RecordFormat] = [
         "json",
         lambda document, _context: windows.is_windows_event(document),
         adapt=lambda document, rules, _source, _context: windows.adapt(document, rules),
+        check=windows.check,
     ),
     RecordFormat(
         squid.FORMAT,
         "text",
         lambda line, _context: squid.is_squid_line(line),
         adapt=lambda line, rules, _source, _context: squid.adapt(line, rules),
+        check=squid.check,
     ),
     RecordFormat(
         zeek.FORMAT,
         "json",
         lambda document, _context: zeek.is_zeek_document(document),
         adapt=lambda document, rules, _source, _context: zeek.adapt_json(document, rules),
-        check=zeek.check_json,
+        check=lambda document, _rules: zeek.check_json(document),
     ),
     # A TSV line is Zeek once its stream sent a Zeek header; a headerless line that
     # looks like Zeek data is taken too, so it is rejected as missing_header.
@@ -134,7 +136,7 @@ REGISTRY: list[RecordFormat] = [
         lambda document, _context: zscaler.is_zscaler_document(document),
         adapt=lambda document, rules, _source, _context: zscaler.adapt(document, rules),
         encoded=zscaler.has_encoded_url,
-        check=zscaler.check_record,
+        check=lambda document, _rules: zscaler.check_record(document),
     ),
     RecordFormat(
         mde.FORMAT,

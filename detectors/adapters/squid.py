@@ -37,8 +37,8 @@ def _first_match(pattern: re.Pattern[str], tokens: list[str], start: int, stop: 
     return None
 
 
-def adapt(line: str, rules: IdentityRules) -> Observation:
-    """Turn one access.log line into an observation; the client is the entity."""
+def _columns(line: str) -> tuple[list[str], int, int]:
+    """Split a line into tokens; return them with the indexes of the ACTION/code and method columns."""
     tokens = line.split()
     if len(tokens) < 7 or not is_squid_line(line):
         raise MalformedRecordError(f"not a Squid access.log line: {line[:120]!r}", reason="syntax")
@@ -48,6 +48,17 @@ def adapt(line: str, rules: IdentityRules) -> Observation:
     method_index = _first_match(_METHOD, tokens, result_index + 1, min(len(tokens) - 1, result_index + 8))
     if method_index is None:
         raise MalformedRecordError(f"no request method in Squid line: {line[:120]!r}", reason="syntax")
+    return tokens, result_index, method_index
+
+
+def check(line: str, _rules: IdentityRules) -> None:
+    """Raise for a line that ``adapt`` would reject."""
+    _columns(line)
+
+
+def adapt(line: str, rules: IdentityRules) -> Observation:
+    """Turn one access.log line into an observation; the client is the entity."""
+    tokens, result_index, method_index = _columns(line)
     url = tokens[method_index + 1]
     rest = tokens[method_index + 2 :]
     if rest and _HTTP_VERSION.match(rest[0]):

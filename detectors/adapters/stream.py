@@ -65,10 +65,10 @@ class RecordFormat:
     in the context and returns True for them, so they are not records.
     ``encoded`` returns True for a record that carries a value in an
     encoding that a search of its raw text cannot see (base64), so the
-    pre-filter lets it through. ``check`` raises MalformedRecordError for a
-    record the adapter would reject as a whole (a log type that is not
-    read); it runs on records the pre-filter skips, so those still reach
-    the dead letter.
+    pre-filter lets it through. ``check`` raises the MalformedRecordError
+    that ``adapt`` would raise for a record it rejects (a wrong field type,
+    a log type that is not read), without building the observation. It runs
+    on records the pre-filter skips, so those still reach the dead letter.
     """
 
     name: str
@@ -78,7 +78,7 @@ class RecordFormat:
     joiner: Callable[[IdentityRules, int, int], Joiner] | None = None
     header: Callable[[str, dict[str, Any]], bool] | None = None
     encoded: Callable[[Any], bool] | None = None
-    check: Callable[[Any], None] | None = None
+    check: Callable[[Any, IdentityRules], None] | None = None
 
 
 @dataclass
@@ -87,11 +87,12 @@ class StreamParser:
 
     ``prefilter`` (see ``detectors.prefilter``) sees the raw text of each
     record of a one-record format without a header. When it returns False,
-    the adapter is skipped and the record yields no observation, so its
-    fields are not checked either: only decoding, format detection and the
-    format's ``check`` can reject it. Every ``verify_every``-th skipped record is parsed all the
-    same, and ``verifying`` is True after it, so the caller can check that
-    it really yields no sighting.
+    the adapter is skipped and the record yields no observation. Decoding,
+    format detection and the format's ``check`` can still reject it, but
+    formats without a ``check`` do not check such a record's fields. Every
+    ``verify_every``-th skipped record is parsed all the same, and
+    ``verifying`` is True after it, so the caller can check that it really
+    yields no sighting.
     """
 
     fmt: str
@@ -132,7 +133,7 @@ class StreamParser:
             text = record if kind == "text" else raw.decode("utf-8")  # type: ignore[union-attr]
             if not self.prefilter(text):
                 if spec.check is not None:
-                    spec.check(record)
+                    spec.check(record, self.rules)
                 self.skipped += 1
                 if not self.verify_every or self.skipped % self.verify_every:
                     return []

@@ -232,6 +232,21 @@ def _add_users(fields: dict[str, Any], rules: IdentityRules, observation: Observ
             observation.observables.append(Observable(ObservableType.USER, unmapped, field_name))
 
 
+def check(record: dict[str, Any], rules: IdentityRules) -> None:
+    """Raise for a record that ``adapt`` would reject: a bad EventID or EventData, a wrong field type, no endpoint."""
+    _event_id(record)
+    fields = _flatten(record)
+    _check_types(fields)
+    _endpoint(fields, rules)
+
+
+def _endpoint(fields: dict[str, Any], rules: IdentityRules) -> str:
+    host = rules.host(fields.get("Hostname") or fields.get("Computer"))
+    if host is None:
+        raise MalformedRecordError("Windows event has no Hostname or Computer field naming the endpoint", reason="missing_field")
+    return host
+
+
 def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
     """Turn one Windows event record into an observation.
 
@@ -242,9 +257,7 @@ def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
     event_id = _event_id(record)
     fields = _flatten(record)
     _check_types(fields)
-    host = rules.host(fields.get("Hostname") or fields.get("Computer"))
-    if host is None:
-        raise MalformedRecordError("Windows event has no Hostname or Computer field naming the endpoint", reason="missing_field")
+    host = _endpoint(fields, rules)
     network = event_id in _NETWORK_EVENTS
     observation = Observation(
         source=SourceKind.EDR,
