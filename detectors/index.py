@@ -41,7 +41,8 @@ _HEX_TAIL = re.compile(r"[0-9a-f]+")
 # and a hit is checked against the whole hex run. Full hex strings share
 # almost no prefixes, so they would be most of the automaton's nodes.
 HASH_PREFIX = 8
-_IPV6_FULL = re.compile(r"[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){7}")
+# An IPv6 address written without "::": eight groups, or six and a dotted IPv4 tail.
+_IPV6_FULL = re.compile(r"(?:[0-9a-f]{1,4}:){6}(?:[0-9a-f]{1,4}:[0-9a-f]{1,4}|[0-9]{1,3}\.)")
 # Every CVE id contains this, and a CVE observable always matches (implicit IOCs).
 _CVE_PROBE = "cve-"
 # Below this many pending strings the small delta automaton absorbs new IOCs,
@@ -361,7 +362,7 @@ class IocIndex:
         """
         if _CVE_PROBE in lowered or ":ffff:" in lowered:
             return True
-        if self._ipv6_count and ("::" in lowered or _IPV6_FULL.search(lowered)):
+        if self._ipv6_count and ("::" in lowered or (lowered.count(":") >= 6 and _IPV6_FULL.search(lowered))):
             return True
         for automaton in (self._main, self._delta):
             if not len(automaton) or automaton.kind != ahocorasick.AHOCORASICK:

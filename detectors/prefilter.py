@@ -1,31 +1,32 @@
-"""A test on a record's raw text that tells when parsing it cannot yield a sighting.
+"""A test on a record's text that tells when parsing it cannot yield a sighting.
 
 Most events match no IOC, and parsing them costs far more than searching
-their raw text. ``RecordFilter`` rejects a record only when its text holds
-no candidate: no IOC value, URL host, account name, hash, address inside a
-CIDR IOC or CVE id (``IocIndex.has_candidate``). That is sound because
-adapters only copy, split, strip and lower-case raw values, so a value that
-matches appears in the raw text, in any case. The exceptions are decodings,
-and a record that has one always passes:
+their text. ``RecordFilter`` rejects a record only when its text holds no
+candidate: no IOC value, URL host, account name, hash, CIDR octet prefix or
+CVE id (``IocIndex.has_candidate``). That is sound because adapters only
+copy, split, strip, join and lower-case the values they read, so a value
+that matches appears in the record's text, in any case. The text of a text
+record is its line; the text of a JSON record is its string and number
+values as decoded, so JSON escapes cannot hide a value. The exceptions are
+decodings that adapters apply themselves, and a record that has one always
+passes:
 
 - non-ASCII text, which IDNA and Unicode case mapping may change;
-- JSON ``\\uXXXX`` escapes and Zeek ``\\xHH`` escapes;
+- Zeek ``\\xHH`` escapes;
 - percent-escapes, which URL hosts are decoded from: the text is searched
   again after decoding them;
-- base64 values such as Zscaler's ``b64url`` (``RecordFormat.encoded``).
-
-Other JSON escapes (``\\\\``, ``\\"``, ``\\/``, ``\\n``) stand for characters
-that no searched word contains, so they cannot split a match.
+- JSON or base64 inside a string value, such as Defender's
+  ``RawEventData`` or Zscaler's ``b64url`` (``RecordFormat.encoded``).
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import unquote
 
 from detectors.index import IocIndex
 
-_HEX_DIGITS = frozenset("0123456789abcdef")
 _HEX_ESCAPE = re.compile(r"\\x[0-9a-f]{2}")
 _PERCENT_ESCAPE = re.compile(r"%[0-9a-f]{2}")
 
@@ -38,8 +39,9 @@ class RecordFilter:
         self.passed = 0
         self.rejected = 0
 
-    def may_match(self, text: str) -> bool:
-        """Return False only when no observable of a record with raw text ``text`` can match an IOC."""
+    def may_match(self, record: str | dict[str, Any]) -> bool:
+        """Return False only when no observable of ``record`` (a text line or a decoded JSON object) can match an IOC."""
+        text = record if isinstance(record, str) else document_text(record)
         if self._may_match(text):
             self.passed += 1
             return True
@@ -50,8 +52,6 @@ class RecordFilter:
         if not text.isascii():
             return True
         lowered = text.lower()
-        if "\\u" in lowered and _has_unicode_escape(lowered):
-            return True
         if "\\x" in lowered and _HEX_ESCAPE.search(lowered):
             return True
         self.index.prepare()
@@ -63,15 +63,17 @@ class RecordFilter:
         return False
 
 
-def _has_unicode_escape(text: str) -> bool:
-    """Return True when ``text`` has a JSON ``\\uXXXX`` escape: ``\\u`` after an even run of backslashes."""
-    position = text.find("\\u")
-    while position >= 0:
-        backslashes = 0
-        while position - backslashes - 1 >= 0 and text[position - backslashes - 1] == "\\":
-            backslashes += 1
-        digits = text[position + 2 : position + 6]
-        if backslashes % 2 == 0 and len(digits) == 4 and all(digit in _HEX_DIGITS for digit in digits):
-            return True
-        position = text.find("\\u", position + 2)
-    return False
+def document_text(document: dict[str, Any]) -> str:
+    """Return the string and number values of a decoded JSON document, one per line, at any depth."""
+    parts: list[str] = []
+    pending: list[dict[str, Any] | list[Any]] = [document]
+    while pending:
+        node = pending.pop()
+        for value in node.values() if isinstance(node, dict) else node:
+            if isinstance(value, str):
+                parts.append(value)
+            elif isinstance(value, (dict, list)):
+                pending.append(value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                parts.append(str(value))
+    return "\n".join(parts)

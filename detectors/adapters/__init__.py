@@ -105,21 +105,21 @@ REGISTRY: list[RecordFormat] = [
         "json",
         lambda document, _context: windows.is_windows_event(document),
         adapt=lambda document, rules, _source, _context: windows.adapt(document, rules),
-        check=windows.check,
+        check=lambda document, rules, _source: windows.check(document, rules),
     ),
     RecordFormat(
         squid.FORMAT,
         "text",
         lambda line, _context: squid.is_squid_line(line),
         adapt=lambda line, rules, _source, _context: squid.adapt(line, rules),
-        check=squid.check,
+        check=lambda line, rules, _source: squid.check(line, rules),
     ),
     RecordFormat(
         zeek.FORMAT,
         "json",
         lambda document, _context: zeek.is_zeek_document(document),
         adapt=lambda document, rules, _source, _context: zeek.adapt_json(document, rules),
-        check=lambda document, _rules: zeek.check_json(document),
+        check=lambda document, _rules, _source: zeek.check_json(document),
     ),
     # A TSV line is Zeek once its stream sent a Zeek header; a headerless line that
     # looks like Zeek data is taken too, so it is rejected as missing_header.
@@ -136,13 +136,15 @@ REGISTRY: list[RecordFormat] = [
         lambda document, _context: zscaler.is_zscaler_document(document),
         adapt=lambda document, rules, _source, _context: zscaler.adapt(document, rules),
         encoded=zscaler.has_encoded_url,
-        check=lambda document, _rules: zscaler.check_record(document),
+        check=lambda document, _rules, _source: zscaler.check_record(document),
     ),
     RecordFormat(
         mde.FORMAT,
         "json",
         lambda document, _context: mde.is_mde_record(document),
         adapt=lambda document, rules, _source, _context: mde.adapt(document, rules),
+        encoded=mde.has_encoded_event,
+        check=lambda document, rules, _source: mde.check(document, rules),
     ),
     # Nessus and Greenbone CSV rows are recognised only after their stream sent the export's header row.
     RecordFormat(
@@ -185,6 +187,7 @@ REGISTRY: list[RecordFormat] = [
         "json",
         lambda document, _context: proofpoint.is_proofpoint_event(document),
         adapt=lambda document, rules, _source, _context: proofpoint.adapt(document, rules),
+        check=lambda document, _rules, _source: proofpoint.check(document),
     ),
 ]
 # The generic ECS adapter accepts most JSON, so it is tried last.
@@ -193,6 +196,7 @@ GENERIC_JSON = RecordFormat(
     "json",
     lambda document, _context: ecs.is_ecs_document(document),
     adapt=lambda document, rules, source, _context: ecs.adapt(document, rules, source),
+    check=lambda document, _rules, source: ecs.check(document, source),
 )
 
 

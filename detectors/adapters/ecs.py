@@ -254,6 +254,22 @@ _EMAIL_SENDER_RANKS = _ranks(_EMAIL_SENDER_FIELDS)
 _TEXT_RANKS = _ranks(_TEXT_FIELDS)
 
 
+def _source_of(flat: dict[str, list[Any]], default_source: SourceKind | None) -> SourceKind:
+    source = source_kind_of(flat) or default_source
+    if source is None:
+        raise MalformedRecordError(
+            "ECS document has no event.category and the input has no source kind; "
+            "set event.category or bind the topic or file to a source kind",
+            reason="missing_field",
+        )
+    return source
+
+
+def check(document: dict[str, Any], default_source: SourceKind | None = None) -> None:
+    """Raise for a document that ``adapt`` would reject as a whole: nested too deep, or no source kind."""
+    _source_of(_read_fields(document), default_source)
+
+
 def adapt(document: dict[str, Any], rules: IdentityRules, default_source: SourceKind | None = None) -> Observation:
     """Turn one ECS document into an observation.
 
@@ -262,13 +278,7 @@ def adapt(document: dict[str, Any], rules: IdentityRules, default_source: Source
     rejected because its entities cannot be chosen.
     """
     flat = _read_fields(document)
-    source = source_kind_of(flat) or default_source
-    if source is None:
-        raise MalformedRecordError(
-            "ECS document has no event.category and the input has no source kind; "
-            "set event.category or bind the topic or file to a source kind",
-            reason="missing_field",
-        )
+    source = _source_of(flat, default_source)
     timestamps = flat.get("@timestamp") or flat.get("event.created") or [None]
     stage = {SourceKind.MAIL: Stage.DELIVERED, SourceKind.EDR: Stage.EXECUTED}.get(source, Stage.CONTACTED)
     observation = Observation(source=source, timestamp_ms=parse_timestamp(timestamps[0]), stage=stage, format=FORMAT)

@@ -434,14 +434,8 @@ def _adapt_cloud_app(row: dict[str, Any], timestamp_ms: int | None, rules: Ident
     return observation
 
 
-def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
-    """Turn one advanced-hunting row into an observation of source kind ``edr``.
-
-    Stage: ``executed`` for process, file, image-load and registry rows,
-    ``contacted`` for network, logon, identity and cloud-app rows. A
-    DeviceEvents row is ``contacted`` when it has a remote address or URL and
-    ``executed`` otherwise.
-    """
+def _row_and_table(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Return the row and its table, or raise unknown_format for a table not read here."""
     named, row = _unwrap(record)
     table = table_of(record)
     if table is None:
@@ -451,6 +445,33 @@ def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
             f"expected one of {', '.join(sorted(TABLES))}",
             reason="unknown_format",
         )
+    return row, table
+
+
+def check(record: dict[str, Any], rules: IdentityRules) -> None:
+    """Raise for a record that ``adapt`` would reject as a whole: a table not read, a device row without a device."""
+    row, table = _row_and_table(record)
+    if table in DEVICE_TABLES and rules.host(row.get("DeviceName")) is None:
+        raise MalformedRecordError(
+            f"{table} row has no DeviceName naming the device (got {row.get('DeviceName')!r})",
+            reason="missing_field",
+        )
+
+
+def has_encoded_event(record: dict[str, Any]) -> bool:
+    """Return True when the row carries ``RawEventData`` as a JSON string, which ``adapt`` decodes again."""
+    return isinstance(_unwrap(record)[1].get("RawEventData"), str)
+
+
+def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
+    """Turn one advanced-hunting row into an observation of source kind ``edr``.
+
+    Stage: ``executed`` for process, file, image-load and registry rows,
+    ``contacted`` for network, logon, identity and cloud-app rows. A
+    DeviceEvents row is ``contacted`` when it has a remote address or URL and
+    ``executed`` otherwise.
+    """
+    row, table = _row_and_table(record)
     timestamp_ms = _timestamp(row.get("Timestamp"), row.get("TimeGenerated"), record.get("time"))
     if table in DEVICE_TABLES:
         return _adapt_device(table, row, timestamp_ms, rules)

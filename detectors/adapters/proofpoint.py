@@ -172,14 +172,19 @@ def _click(record: dict[str, Any], rules: IdentityRules) -> Observation:
     return observation
 
 
-def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
-    """Turn one TAP message or click event into an observation."""
+def check(record: dict[str, Any]) -> None:
+    """Raise for a whole SIEM API response, which ``adapt`` rejects: one event per record is read."""
     if is_api_response(record):
         arrays = ", ".join(name for name in API_ARRAYS if isinstance(record.get(name), list))
         raise MalformedRecordError(
             f"record is a whole Proofpoint SIEM API response ({arrays}); send one element of those arrays per record",
             reason="syntax",
         )
+
+
+def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
+    """Turn one TAP message or click event into an observation."""
+    check(record)
     if is_click(record):
         return _click(record, rules)
     return _message(record, rules)

@@ -64,8 +64,8 @@ class RecordFormat:
     line first; it stores header lines (Zeek ``#fields``, a CSV header row)
     in the context and returns True for them, so they are not records.
     ``encoded`` returns True for a record that carries a value in an
-    encoding that a search of its raw text cannot see (base64), so the
-    pre-filter lets it through. ``check`` raises the MalformedRecordError
+    encoding that a search of its text cannot see (base64, JSON in a
+    string), so the pre-filter lets it through. ``check`` raises the MalformedRecordError
     that ``adapt`` would raise for a record it rejects (a wrong field type,
     a log type that is not read), without building the observation. It runs
     on records the pre-filter skips, so those still reach the dead letter.
@@ -78,15 +78,15 @@ class RecordFormat:
     joiner: Callable[[IdentityRules, int, int], Joiner] | None = None
     header: Callable[[str, dict[str, Any]], bool] | None = None
     encoded: Callable[[Any], bool] | None = None
-    check: Callable[[Any, IdentityRules], None] | None = None
+    check: Callable[[Any, IdentityRules, SourceKind | None], None] | None = None
 
 
 @dataclass
 class StreamParser:
     """Parses the records of one ordered stream in a fixed or detected format.
 
-    ``prefilter`` (see ``detectors.prefilter``) sees the raw text of each
-    record of a one-record format without a header. When it returns False,
+    ``prefilter`` (see ``detectors.prefilter``) sees each decoded record
+    (a text line or a JSON object) of a one-record format without a header. When it returns False,
     the adapter is skipped and the record yields no observation. Decoding,
     format detection and the format's ``check`` can still reject it, but
     formats without a ``check`` do not check such a record's fields. Every
@@ -101,7 +101,7 @@ class StreamParser:
     join_window_ms: int = DEFAULT_JOIN_WINDOW_MS
     max_pending: int = DEFAULT_MAX_PENDING
     context: dict[str, Any] = field(default_factory=dict)
-    prefilter: Callable[[str], bool] | None = None
+    prefilter: Callable[[Any], bool] | None = None
     verify_every: int = 0
     skipped: int = 0
     verifying: bool = False
@@ -130,10 +130,9 @@ class StreamParser:
         if spec.adapt is None:
             raise MalformedRecordError(f"format {spec.name!r} has no adapter", reason="unknown_format")
         if self.prefilter is not None and spec.header is None and not (spec.encoded and spec.encoded(record)):
-            text = record if kind == "text" else raw.decode("utf-8")  # type: ignore[union-attr]
-            if not self.prefilter(text):
+            if not self.prefilter(record):
                 if spec.check is not None:
-                    spec.check(record, self.rules)
+                    spec.check(record, self.rules, self.source)
                 self.skipped += 1
                 if not self.verify_every or self.skipped % self.verify_every:
                     return []

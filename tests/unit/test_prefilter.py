@@ -209,6 +209,7 @@ HASH = "44d88612fea8a8f36de82e1278abb02f"
         ({"type": "domain-name", "value": "xn--bcher-kva.example"}, '{"q":"bücher.example"}', True),
         ({"type": "domain-name", "value": "evil.example"}, '{"q":"evil\\u002eexample"}', True),
         ({"type": "domain-name", "value": "evil.example"}, '{"p":"C:\\\\Users\\\\x"}', False),
+        ({"type": "domain-name", "value": "evil.example"}, '{"p":"evil\\\\u002eexample"}', False),
         ({"type": "domain-name", "value": "evil.example"}, "1\tevil\\x2eexample", True),
         ({"type": "url", "value": "http://evil.example/dl/a.exe"}, "GET http://EVIL.example:80/dl/a.exe", True),
         ({"type": "url", "value": "http://evil.example/dl/a.exe"}, "GET http://good.example/dl/a.exe", False),
@@ -227,7 +228,60 @@ HASH = "44d88612fea8a8f36de82e1278abb02f"
     ],
 )
 def test_prefilter_cases(record: dict[str, str], text: str, expected: bool) -> None:
-    assert _filter(record).may_match(text) is expected
+    # A JSON record reaches the filter decoded, as the stream parser passes it.
+    decoded = orjson.loads(text) if text.startswith("{") else text
+    assert _filter(record).may_match(decoded) is expected
+
+
+def _same_sightings(iocs: list[dict[str, str]], lines: list[bytes], fmt: str = "auto") -> int:
+    """Assert that ``lines`` give the same sightings with and without the pre-filter; return how many."""
+    index = IocIndex()
+    for record in iocs:
+        index.apply(ioc_from_record(record), now_ms=NOW_MS)
+    index.rebuild()
+    stream = [(RecordRef("t", 0, number), line) for number, line in enumerate(lines)]
+    plain = _sightings(stream, index, None)
+    assert _sightings(stream, index, RecordFilter(index)) == plain
+    return sum(len(found) for found in plain.values() if not isinstance(found, str))
+
+
+ENCODED_CASES = [
+    (
+        {"type": "user-account", "value": "alice@corp.example"},
+        b'{"Timestamp":"2024-01-01T00:00:00Z","ActionType":"MailItemsAccessed","Application":"Microsoft Exchange Online",'
+        b'"DeviceName":"ws01","RawEventData":"{\\"UserId\\":\\"\\\\u0061lice@corp.example\\"}"}',
+    ),
+    (
+        {"type": "md5", "value": HASH},
+        b'{"@timestamp":"2024-01-01T00:00:00Z","event":{"category":"file"},"host":{"name":"ws01"},'
+        b'"file":{"hash":{"md5":"\\f' + HASH.upper().encode() + b'"}}}',
+    ),
+    (
+        {"type": "md5", "value": HASH},
+        b'{"@timestamp":"2024-01-01T00:00:00Z","event":{"category":"process"},"host":{"name":"ws02"},'
+        b'"process":{"command_line":"x \\b' + HASH.encode() + b'"}}',
+    ),
+    (
+        {"type": "ipv6-addr", "value": "2001:db8::1"},
+        b'{"@timestamp":"2024-01-01T00:00:00Z","event":{"category":"network"},"host":{"name":"ws01"},'
+        b'"destination":{"ip":"2001:db8:0:0:0:0:0.0.0.1"}}',
+    ),
+    (
+        {"type": "ipv6-addr", "value": "2001:db8::/32"},
+        b'{"@timestamp":"2024-01-01T00:00:00Z","event":{"category":"network"},"host":{"name":"ws01"},'
+        b'"destination":{"ip":"2001:db8:1:2:3:4:1.2.3.4"}}',
+    ),
+    (
+        {"type": "email-addr", "value": "ops/billing@bad.example"},
+        b'{"@timestamp":"2024-01-01T00:00:00Z","event":{"category":"email"},'
+        b'"email":{"from":{"address":"ops\\/billing@bad.example"},"to":{"address":"bob@corp.example"}}}',
+    ),
+]
+
+
+@pytest.mark.parametrize(("ioc", "line"), ENCODED_CASES)
+def test_prefilter_encoded_values_same_sightings(ioc: dict[str, str], line: bytes) -> None:
+    assert _same_sightings([ioc], [line]) == 1
 
 
 def test_prefilter_base64_url_always_parsed() -> None:
