@@ -41,6 +41,9 @@ _HEX_TAIL = re.compile(r"[0-9a-f]+")
 # and a hit is checked against the whole hex run. Full hex strings share
 # almost no prefixes, so they would be most of the automaton's nodes.
 HASH_PREFIX = 8
+# An IPv4-mapped IPv6 address with its IPv4 part in hex (::ffff:c000:201),
+# which normalize_ip turns into a dotted quad the text does not show.
+_MAPPED_HEX = re.compile(r":ffff:[0-9a-f]{1,4}:[0-9a-f]")
 # An IPv6 address written without "::": eight groups, or six and a dotted IPv4 tail.
 _IPV6_FULL = re.compile(r"(?:[0-9a-f]{1,4}:){6}(?:[0-9a-f]{1,4}:[0-9a-f]{1,4}|[0-9]{1,3}\.)")
 # Every CVE id contains this, and a CVE observable always matches (implicit IOCs).
@@ -360,7 +363,7 @@ class IocIndex:
         handles escapes and encodings (see ``detectors.prefilter``). Pending
         IOCs count once ``prepare`` has run.
         """
-        if _CVE_PROBE in lowered or ":ffff:" in lowered:
+        if _CVE_PROBE in lowered or (":ffff:" in lowered and _MAPPED_HEX.search(lowered)):
             return True
         if self._ipv6_count and ("::" in lowered or (lowered.count(":") >= 6 and _IPV6_FULL.search(lowered))):
             return True

@@ -266,8 +266,14 @@ def _source_of(flat: dict[str, list[Any]], default_source: SourceKind | None) ->
 
 
 def check(document: dict[str, Any], default_source: SourceKind | None = None) -> None:
-    """Raise for a document that ``adapt`` would reject as a whole: nested too deep, or no source kind."""
-    _source_of(_read_fields(document), default_source)
+    """Raise for a document that ``adapt`` would reject as a whole: nested too deep, or no source kind.
+
+    With a ``default_source`` the source kind is known, and the fields are
+    not read, because that costs most of a parse.
+    """
+    # NOTE: so a document nested too deep is not rejected when its input has a source kind.
+    if default_source is None:
+        _source_of(_read_fields(document), default_source)
 
 
 def adapt(document: dict[str, Any], rules: IdentityRules, default_source: SourceKind | None = None) -> Observation:

@@ -217,6 +217,8 @@ HASH = "44d88612fea8a8f36de82e1278abb02f"
         ({"type": "ipv4-addr", "value": "203.0.113.0/24"}, '{"DestinationIp":"203.0.114.77"}', False),
         ({"type": "ipv4-addr", "value": "203.0.113.0/24"}, '{"a":"9.203.0.113.7"}', True),
         ({"type": "ipv4-addr", "value": "203.0.113.9"}, '{"a":"::FFFF:cb00:7109"}', True),
+        ({"type": "ipv4-addr", "value": "203.0.113.9"}, '{"a":"::ffff:198.51.100.7"}', False),
+        ({"type": "ipv4-addr", "value": "203.0.113.9"}, '{"a":"::ffff:203.0.113.9"}', True),
         ({"type": "ipv6-addr", "value": "2001:db8::1"}, '{"a":"2001:0db8:0:0:0:0:0:0001"}', True),
         ({"type": "ipv6-addr", "value": "2001:db8::1"}, '{"t":"12:34:56"}', False),
         ({"type": "user-account", "value": "alice@corp.example"}, '{"User":"CORP\\\\Alice"}', True),
@@ -462,6 +464,8 @@ def test_prefilter_checked_formats_still_rejected(real_streams: dict[str, Stream
         ("sysmon", b'{"EventID": 1, "Channel": "x"}', "missing_field"),
         ("squid", b"1286536309.450 10 10.0.0.1 nothing-here 512 GET", "syntax"),
         ("zscaler", b'{"sourcetype": "zscalernss-fw", "event": {}}', "unsupported_log"),
+        ("ecs", b'{"@timestamp": "2024-01-01T00:00:00Z", "url": {"domain": "good.example"}}', "missing_field"),
+        ("proofpoint", b'{"messagesDelivered": [], "clicksPermitted": []}', "syntax"),
     ],
 )
 def test_prefilter_skipped_record_checked(fmt: str, raw: bytes, reason: str) -> None:
