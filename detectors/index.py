@@ -412,6 +412,9 @@ def _probes_of(ioc: Ioc) -> tuple[str, ...]:
     if ioc.type is ObservableType.USER:
         name = ioc.value.partition("@")[0]
         return (name,) if name else ()
+    if ioc.type is ObservableType.EMAIL:
+        # The domain may follow after white space or in another case; the local part and "@" are written as they are.
+        return (ioc.value.rpartition("@")[0] + "@",)
     if ioc.type in HASH_TYPES:
         return (ioc.value[:HASH_PREFIX],)
     if ioc.type is ObservableType.IPV4 and "/" in ioc.value:

@@ -13,8 +13,8 @@ passes:
 
 - non-ASCII text, which IDNA and Unicode case mapping may change;
 - Zeek ``\\xHH`` escapes;
-- percent-escapes, which URL hosts are decoded from: the text is searched
-  again after decoding them;
+- percent-escapes, which URL hosts are decoded from, and tabs and line
+  breaks, which URL parsing drops: the text is searched again without them;
 - JSON or base64 inside a string value, such as Defender's
   ``RawEventData`` or Zscaler's ``b64url`` (``RecordFormat.encoded``).
 """
@@ -29,6 +29,9 @@ from detectors.index import IocIndex
 
 _HEX_ESCAPE = re.compile(r"\\x[0-9a-f]{2}")
 _PERCENT_ESCAPE = re.compile(r"%[0-9a-f]{2}")
+_URL_DROPPED = str.maketrans("", "", "\t\r\n")
+# Separates the values of a JSON document: no parser drops or decodes it.
+_VALUE_SEPARATOR = "\x00"
 
 
 class RecordFilter:
@@ -57,6 +60,11 @@ class RecordFilter:
         self.index.prepare()
         if self.index.has_candidate(lowered):
             return True
+        if "\t" in lowered or "\r" in lowered or "\n" in lowered:
+            # urlsplit drops these anywhere in a URL, so a host may be split by them in the text.
+            lowered = lowered.translate(_URL_DROPPED)
+            if self.index.has_candidate(lowered):
+                return True
         if "%" in lowered and _PERCENT_ESCAPE.search(lowered):
             decoded = unquote(lowered)
             return not decoded.isascii() or self.index.has_candidate(decoded.lower())
@@ -64,7 +72,7 @@ class RecordFilter:
 
 
 def document_text(document: dict[str, Any]) -> str:
-    """Return the string and number values of a decoded JSON document, one per line, at any depth."""
+    """Return the string and number values of a decoded JSON document at any depth, separated by NUL."""
     parts: list[str] = []
     pending: list[dict[str, Any] | list[Any]] = [document]
     while pending:
@@ -76,4 +84,4 @@ def document_text(document: dict[str, Any]) -> str:
                 pending.append(value)
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 parts.append(str(value))
-    return "\n".join(parts)
+    return _VALUE_SEPARATOR.join(parts)

@@ -167,6 +167,7 @@ REGISTRY: list[RecordFormat] = [
         "json",
         lambda document, _context: vuln.is_ecs_vulnerability(document),
         adapt=lambda document, rules, _source, _context: vuln.adapt_ecs(document, rules),
+        check=lambda document, rules, _source: vuln.check_ecs(document, rules),
     ),
     # Mail formats; the joined ones buffer the records of a message (see StreamParser).
     RecordFormat(

@@ -184,15 +184,20 @@ def _set_check(finding: Finding, *, check_id: str | None, title: str | None) -> 
             finding.attributes[key] = value
 
 
-def _observation(finding: Finding, rules: IdentityRules) -> Observation:
-    """Build the observation of a finding, or raise MalformedRecordError when it names no host."""
-    host = rules.host(finding.host)
+def _scanned_host(fmt: str, value: str | None, rules: IdentityRules) -> str:
+    host = rules.host(value)
     if host is None:
         raise MalformedRecordError(
-            f"{finding.format} finding names no scanned host (got {finding.host!r}); "
+            f"{fmt} finding names no scanned host (got {value!r}); "
             "a finding without a host cannot be counted against an entity",
             reason="missing_field",
         )
+    return host
+
+
+def _observation(finding: Finding, rules: IdentityRules) -> Observation:
+    """Build the observation of a finding, or raise MalformedRecordError when it names no host."""
+    host = _scanned_host(finding.format, finding.host, rules)
     attributes = dict(finding.attributes)
     severity = severity_label(finding.scanner_severity)
     if severity is None and "cvss" in attributes:
@@ -477,6 +482,11 @@ def _ecs_host(document: dict[str, Any], rules: IdentityRules) -> str | None:
             if isinstance(value, str) and rules.host(value) is not None:
                 return value
     return None
+
+
+def check_ecs(document: dict[str, Any], rules: IdentityRules) -> None:
+    """Raise for a document that ``adapt_ecs`` would reject because it names no scanned host."""
+    _scanned_host(ECS_FORMAT, _ecs_host(document, rules), rules)
 
 
 def adapt_ecs(document: dict[str, Any], rules: IdentityRules) -> Observation:

@@ -281,6 +281,26 @@ ENCODED_CASES = [
 ]
 
 
+# Values that URL and e-mail parsing clean up: tabs dropped inside a URL, white space after "@".
+ENCODED_CASES += [
+    (
+        {"type": "domain-name", "value": "evil.example"},
+        b'{"@timestamp":"2024-01-01T00:00:00Z","event":{"category":"web"},"host":{"name":"ws01"},'
+        b'"url":{"full":"http://ev\\til.example/x"}}',
+    ),
+    (
+        {"type": "ipv4-addr", "value": "203.0.113.0/24"},
+        b'{"@timestamp":"2024-01-01T00:00:00Z","event":{"category":"web"},"host":{"name":"ws02"},'
+        b'"url":{"full":"http://203.0.\\n113.7/x"}}',
+    ),
+    (
+        {"type": "email-addr", "value": "alice@phish.example"},
+        b'{"@timestamp":"2024-01-01T00:00:00Z","event":{"category":"email"},'
+        b'"email":{"from":{"address":"alice@ phish.example"},"to":{"address":"bob@corp.example"}}}',
+    ),
+]
+
+
 @pytest.mark.parametrize(("ioc", "line"), ENCODED_CASES)
 def test_prefilter_encoded_values_same_sightings(ioc: dict[str, str], line: bytes) -> None:
     assert _same_sightings([ioc], [line]) == 1
@@ -466,6 +486,7 @@ def test_prefilter_checked_formats_still_rejected(real_streams: dict[str, Stream
         ("zscaler", b'{"sourcetype": "zscalernss-fw", "event": {}}', "unsupported_log"),
         ("ecs", b'{"@timestamp": "2024-01-01T00:00:00Z", "url": {"domain": "good.example"}}', "missing_field"),
         ("proofpoint", b'{"messagesDelivered": [], "clicksPermitted": []}', "syntax"),
+        ("ecs-vuln", b'{"@timestamp": "2024-01-01T00:00:00Z", "vulnerability": {"id": "NOCVE"}}', "missing_field"),
     ],
 )
 def test_prefilter_skipped_record_checked(fmt: str, raw: bytes, reason: str) -> None:
