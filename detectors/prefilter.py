@@ -42,16 +42,20 @@ class RecordFilter:
         self.passed = 0
         self.rejected = 0
 
-    def may_match(self, record: str | dict[str, Any]) -> bool:
-        """Return False only when no observable of ``record`` (a text line or a decoded JSON object) can match an IOC."""
+    def may_match(self, record: str | dict[str, Any], urls: bool = True) -> bool:
+        """Return False only when no observable of ``record`` (a text line or a decoded JSON object) can match an IOC.
+
+        ``urls`` is False for formats that parse no URL out of a value that
+        may hold tabs or line breaks, which spares their text a second search.
+        """
         text = record if isinstance(record, str) else document_text(record)
-        if self._may_match(text):
+        if self._may_match(text, urls):
             self.passed += 1
             return True
         self.rejected += 1
         return False
 
-    def _may_match(self, text: str) -> bool:
+    def _may_match(self, text: str, urls: bool) -> bool:
         if not text.isascii():
             return True
         lowered = text.lower()
@@ -60,7 +64,7 @@ class RecordFilter:
         self.index.prepare()
         if self.index.has_candidate(lowered):
             return True
-        if "\t" in lowered or "\r" in lowered or "\n" in lowered:
+        if urls and ("\t" in lowered or "\r" in lowered or "\n" in lowered):
             # urlsplit drops these anywhere in a URL, so a host may be split by them in the text.
             lowered = lowered.translate(_URL_DROPPED)
             if self.index.has_candidate(lowered):

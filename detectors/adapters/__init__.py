@@ -106,6 +106,7 @@ REGISTRY: list[RecordFormat] = [
         lambda document, _context: windows.is_windows_event(document),
         adapt=lambda document, rules, _source, _context: windows.adapt(document, rules),
         check=lambda document, rules, _source: windows.check(document, rules),
+        urls=False,
     ),
     RecordFormat(
         squid.FORMAT,
@@ -113,6 +114,7 @@ REGISTRY: list[RecordFormat] = [
         lambda line, _context: squid.is_squid_line(line),
         adapt=lambda line, rules, _source, _context: squid.adapt(line, rules),
         check=lambda line, rules, _source: squid.check(line, rules),
+        urls=False,
     ),
     RecordFormat(
         zeek.FORMAT,

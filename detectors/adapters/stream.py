@@ -69,6 +69,8 @@ class RecordFormat:
     that ``adapt`` would raise for a record it rejects (a wrong field type,
     a log type that is not read), without building the observation. It runs
     on records the pre-filter skips, so those still reach the dead letter.
+    ``urls`` is False when the adapter parses no URL from a value that may
+    contain tabs or line breaks (see ``RecordFilter.may_match``).
     """
 
     name: str
@@ -79,6 +81,7 @@ class RecordFormat:
     header: Callable[[str, dict[str, Any]], bool] | None = None
     encoded: Callable[[Any], bool] | None = None
     check: Callable[[Any, IdentityRules, SourceKind | None], None] | None = None
+    urls: bool = True
 
 
 @dataclass
@@ -101,7 +104,7 @@ class StreamParser:
     join_window_ms: int = DEFAULT_JOIN_WINDOW_MS
     max_pending: int = DEFAULT_MAX_PENDING
     context: dict[str, Any] = field(default_factory=dict)
-    prefilter: Callable[[Any], bool] | None = None
+    prefilter: Callable[[Any, bool], bool] | None = None
     verify_every: int = 0
     skipped: int = 0
     verifying: bool = False
@@ -130,7 +133,7 @@ class StreamParser:
         if spec.adapt is None:
             raise MalformedRecordError(f"format {spec.name!r} has no adapter", reason="unknown_format")
         if self.prefilter is not None and spec.header is None and not (spec.encoded and spec.encoded(record)):
-            if not self.prefilter(record):
+            if not self.prefilter(record, spec.urls):
                 if spec.check is not None:
                     spec.check(record, self.rules, self.source)
                 self.skipped += 1
