@@ -111,15 +111,17 @@ def compare(
 
 
 def per_kind(events: list[tuple[str, bytes]], index: IocIndex) -> dict[str, dict[str, float]]:
-    """Return events/s and bytes/s of each event format, timed apart."""
+    """Return events/s and bytes/s of each event format, timed apart, and the pre-filtered CPU cost per event."""
     results = {}
     for kind in SOURCES:
         subset = [event for event in events if event[0] == kind]
         if not subset:
             continue
         seconds, cpu, _ = run_events(subset, index)
+        _, filtered_cpu, _ = run_events_filtered(subset, index)
         size = sum(len(raw) for _, raw in subset)
         results[kind] = {
+            "prefilter_cpu_us_per_event": round(filtered_cpu / len(subset) * 1e6, 1),
             "events": len(subset),
             "mean_bytes": round(size / len(subset)),
             "events_per_s": round(len(subset) / seconds),

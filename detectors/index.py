@@ -407,8 +407,7 @@ def _probes_of(ioc: Ioc) -> tuple[str, ...]:
     by its first ``HASH_PREFIX`` characters.
     """
     if ioc.type is ObservableType.URL:
-        url = parse_url(ioc.value)
-        return (url.host,) if url is not None else ()
+        return (_url_key_host(ioc.value),)
     if ioc.type is ObservableType.USER:
         name = ioc.value.partition("@")[0]
         return (name,) if name else ()
@@ -420,6 +419,14 @@ def _probes_of(ioc: Ioc) -> tuple[str, ...]:
     if ioc.type is ObservableType.IPV4 and "/" in ioc.value:
         return _octet_prefixes(ipaddress.IPv4Network(ioc.value))
     return ()
+
+
+def _url_key_host(key: str) -> str:
+    """Return the host of a canonical URL key, ``host[:port]/path`` or ``[ipv6][:port]/path``."""
+    netloc = key.partition("/")[0]
+    if netloc.startswith("["):
+        return netloc[1 : netloc.find("]")]
+    return netloc.partition(":")[0]
 
 
 def _octet_prefixes(network: ipaddress.IPv4Network) -> tuple[str, ...]:

@@ -134,13 +134,13 @@ class IocFeed:
             for record in records:
                 self.apply_record(record)
                 applied += 1
+        if applied:
+            metrics.IOC_NEWEST_SECONDS.set(self._newest_ms / 1000)
         return applied
 
     def apply_record(self, record: ConsumerRecord) -> Change:
         """Apply one topic record: a value adds or updates, a tombstone removes."""
-        if record.timestamp > self._newest_ms:
-            self._newest_ms = record.timestamp
-            metrics.IOC_NEWEST_SECONDS.set(record.timestamp / 1000)
+        self._newest_ms = max(self._newest_ms, record.timestamp)
         if record.value is None:
             key = record.key.decode("utf-8", errors="replace") if record.key else ""
             change = self.index.remove(key)

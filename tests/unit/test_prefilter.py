@@ -22,10 +22,10 @@ import pytest
 from detectors.adapters.stream import RecordRef, StreamParser
 from detectors.exceptions import MalformedRecordError
 from detectors.identity import IdentityRules
-from detectors.index import IocIndex, _octet_prefixes, _on_boundary
+from detectors.index import IocIndex, _octet_prefixes, _on_boundary, _url_key_host
 from detectors.ioc import ioc_from_record
 from detectors.matcher import sightings_of
-from detectors.observables import HASH_TYPES, ObservableType
+from detectors.observables import HASH_TYPES, ObservableType, parse_url
 from detectors.observation import Observation, SourceKind
 from detectors.prefilter import RecordFilter
 
@@ -494,3 +494,18 @@ def test_prefilter_skipped_record_checked(fmt: str, raw: bytes, reason: str) -> 
     with pytest.raises(MalformedRecordError) as raised:
         parser.parse(raw, RecordRef("t", 0, 0), NOW_MS)
     assert raised.value.reason == reason
+
+
+def test_url_key_host_equals_parse_url() -> None:
+    values = [
+        "http://evil.example/dl",
+        "https://EVIL.example:8443/a?b=c",
+        "http://[2001:db8::1]:8080/x",
+        "http://[2001:db8::1]/",
+        "http://203.0.113.7:81/p",
+        "ftp://files.example",
+        *(value for kind, value in corpus.generate_iocs(3000, seed=4).items if kind == "url"),
+    ]
+    for value in values:
+        key = ioc_from_record({"type": "url", "value": value}).value
+        assert _url_key_host(key) == parse_url(key).host, key
