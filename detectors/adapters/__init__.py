@@ -107,6 +107,7 @@ REGISTRY: list[RecordFormat] = [
         adapt=lambda document, rules, _source, _context: windows.adapt(document, rules),
         check=lambda document, rules, _source: windows.check(document, rules),
         urls=False,
+        candidate_text=windows.candidate_text,
     ),
     RecordFormat(
         squid.FORMAT,

@@ -71,6 +71,9 @@ class RecordFormat:
     on records the pre-filter skips, so those still reach the dead letter.
     ``urls`` is False when the adapter parses no URL from a value that may
     contain tabs or line breaks (see ``RecordFilter.may_match``).
+    ``candidate_text`` returns the values of only the fields ``adapt`` reads
+    observables from, which the pre-filter then searches instead of every
+    value, or None to search every value.
     """
 
     name: str
@@ -82,6 +85,7 @@ class RecordFormat:
     encoded: Callable[[Any], bool] | None = None
     check: Callable[[Any, IdentityRules, SourceKind | None], None] | None = None
     urls: bool = True
+    candidate_text: Callable[[Any], str | None] | None = None
 
 
 @dataclass
@@ -133,7 +137,8 @@ class StreamParser:
         if spec.adapt is None:
             raise MalformedRecordError(f"format {spec.name!r} has no adapter", reason="unknown_format")
         if self.prefilter is not None and spec.header is None and not (spec.encoded and spec.encoded(record)):
-            if not self.prefilter(record, spec.urls):
+            text = spec.candidate_text(record) if spec.candidate_text is not None else None
+            if not self.prefilter(record if text is None else text, spec.urls):
                 if spec.check is not None:
                     spec.check(record, self.rules, self.source)
                 self.skipped += 1

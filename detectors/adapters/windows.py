@@ -232,6 +232,41 @@ def _add_users(fields: dict[str, Any], rules: IdentityRules, observation: Observ
             observation.observables.append(Observable(ObservableType.USER, unmapped, field_name))
 
 
+# Every field that adapt reads an observable, free text or account from;
+# candidate_text must see all of them. Hostname and Computer name the
+# entity, which is never matched.
+_OBSERVABLE_FIELDS = (
+    "Hashes",
+    "Hash",
+    *_FILE_FIELDS,
+    *_TEXT_FIELDS,
+    *(name for name, _ecs, _kind in (*_SYSMON_BOTH_SIDES, *_WFP_SOURCE, *_WFP_DESTINATION)),
+    "QueryName",
+    "QueryResults",
+    "IpAddress",
+    "User",
+    *(name for user, domain, _ecs in _ACCOUNT_FIELDS for name in (user, domain)),
+    "AccountName",
+    "Domain",
+)
+
+
+def candidate_text(record: dict[str, Any]) -> str | None:
+    """Return the values of the fields that observables come from, for the pre-filter to search.
+
+    Returns None when ``EventData`` is not an object, so the caller searches the whole record.
+    """
+    data = record.get("EventData")
+    if data is not None and not isinstance(data, dict):
+        return None
+    values = []
+    for name in _OBSERVABLE_FIELDS:
+        value = data.get(name) if data is not None and name in data else record.get(name)
+        if isinstance(value, str):
+            values.append(value)
+    return "\x00".join(values)
+
+
 def check(record: dict[str, Any], rules: IdentityRules) -> None:
     """Raise for a record that ``adapt`` would reject: a bad EventID or EventData, a wrong field type, no endpoint."""
     _event_id(record)

@@ -41,6 +41,8 @@ def test_corpus_matches_equal_planted() -> None:
     index, _ = bench_matcher.build_index(orjson.dumps(record) for record in iocs.records())
     _, _, found = bench_matcher.run_events(generated.events, index)
     assert bench_matcher.compare(found, generated.expected, generated.events) == []
+    _, _, filtered = bench_matcher.run_events_filtered(generated.events, index)
+    assert bench_matcher.compare(filtered, generated.expected, generated.events) == []
 
 
 def test_corpus_files_round_trip(tmp_path: Path) -> None:
