@@ -78,6 +78,7 @@ def measure_memory(records: list[bytes], with_index: bool) -> dict[str, float]:
     before = proc_status()["VmRSS"]
     started = time.process_time()
     index = IocIndex()
+    index.begin_bulk_load()
     iocs = []
     for raw in records:
         ioc = ioc_from_record(orjson.loads(raw))

@@ -53,6 +53,7 @@ def build_index(records: Iterable[bytes]) -> tuple[IocIndex, float]:
     """Build an index from serialised IOC topic records as ``IocFeed.load`` does; return it and the seconds taken."""
     started = time.perf_counter()
     index = IocIndex()
+    index.begin_bulk_load()
     for raw in records:
         index.apply(ioc_from_record(orjson.loads(raw)), now_ms=NOW_MS)
     index.rebuild()

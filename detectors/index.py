@@ -93,6 +93,7 @@ class IocIndex:
         self._delta = ahocorasick.Automaton()
         self._pending: set[str] = set()
         self._delta_dirty = False
+        self._bulk = False
         self._text_keys: dict[str, list[str]] = {}
         # Automaton words that are not IOC values, with reference counts: the
         # pre-filter's URL hosts, account names and CIDR address prefixes, and
@@ -187,7 +188,18 @@ class IocIndex:
             if ioc.type not in HASH_TYPES:
                 self._add_word(ioc.value)
 
+    def begin_bulk_load(self) -> None:
+        """Stop tracking new automaton words until the next ``rebuild``, which adds every word anyway.
+
+        For a first load of many IOCs: nothing is searchable until that
+        ``rebuild``, and the load skips a set insertion and an automaton
+        look-up per IOC.
+        """
+        self._bulk = True
+
     def _add_word(self, word: str) -> None:
+        if self._bulk:
+            return
         if word not in self._main and word not in self._pending:
             self._pending.add(word)
             self._delta_dirty = True
@@ -224,7 +236,10 @@ class IocIndex:
         """Rebuild the main automaton from every text IOC and empty the delta."""
         automaton = ahocorasick.Automaton()
         for text, keys in self._text_keys.items():
-            if any(self._by_key[key].type not in HASH_TYPES for key in keys):
+            if len(keys) == 1:
+                if self._by_key[keys[0]].type not in HASH_TYPES:
+                    automaton.add_word(text, text)
+            elif any(self._by_key[key].type not in HASH_TYPES for key in keys):
                 automaton.add_word(text, text)
         for word in (*self._probes, *self._hash_prefixes):
             automaton.add_word(word, word)
@@ -233,6 +248,7 @@ class IocIndex:
         self._main = automaton
         self._main_words = len(automaton)
         self._pending.clear()
+        self._bulk = False
         self._delta = ahocorasick.Automaton()
         self._delta_dirty = False
         log.debug("Rebuilt Aho-Corasick automaton with %d strings", self._main_words)

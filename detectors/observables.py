@@ -154,17 +154,13 @@ def normalize_hash(value: str, kind: ObservableType | None = None) -> tuple[Obse
     return kind, digest
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def _is_canonical_dotted_quad(text: str) -> bool:
     """Return True for ``a.b.c.d`` with ASCII octets of at most 255 and no leading zero (already canonical)."""
-    octets = text.split(".")
-    if len(octets) != 4:
-        return False
-    for octet in octets:
-        if not (octet.isascii() and octet.isdigit() and len(octet) <= 3) or (octet[0] == "0" and octet != "0"):
-            return False
-        if int(octet) > 255:
-            return False
-    return True
+    return _CANONICAL_QUAD.fullmatch(text) is not None
 
 
 def is_canonical(kind: ObservableType, value: str) -> bool:

@@ -75,6 +75,7 @@ class IocFeed:
         started = time.monotonic()
         assignment = list(self._consumer.assignment())
         end_offsets = await self._consumer.end_offsets(assignment)
+        self.index.begin_bulk_load()
         applied = 0
         while await self._behind(end_offsets):
             applied += await self._poll(timeout_ms=500)

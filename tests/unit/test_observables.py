@@ -384,3 +384,20 @@ def test_hash_forms_agree(kind: ObservableType, data: st.DataObject) -> None:
     assert resolve_type(kind.value, written) == (kind, digest)
     assert resolve_type("hash", written) == (kind, digest)
     assert _event_value(kind, written) == [(kind, digest)]
+
+
+def test_canonical_dotted_quad_matches_ipaddress() -> None:
+    import ipaddress
+    import random
+
+    from detectors.observables import _is_canonical_dotted_quad
+
+    generator = random.Random(3)
+    values = [".".join(str(generator.randint(0, 299)) for _ in range(4)) for _ in range(5000)]
+    values += ["01.2.3.4", "1.2.3", "1.2.3.4.5", "0.0.0.0", "255.255.255.255", "1.2.3.04", "\u0661.2.3.4", " 1.2.3.4", "a.b.c.d"]
+    for value in values:
+        try:
+            canonical = str(ipaddress.IPv4Address(value)) == value
+        except ValueError:
+            canonical = False
+        assert _is_canonical_dotted_quad(value) is canonical, value

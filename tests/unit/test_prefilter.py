@@ -509,3 +509,19 @@ def test_url_key_host_equals_parse_url() -> None:
     for value in values:
         key = ioc_from_record({"type": "url", "value": value}).value
         assert _url_key_host(key) == parse_url(key).host, key
+
+
+def test_bulk_load_then_delta() -> None:
+    index = IocIndex()
+    index.begin_bulk_load()
+    for record in ({"type": "domain-name", "value": "evil.example"}, {"type": "md5", "value": HASH}):
+        index.apply(ioc_from_record(record), now_ms=NOW_MS)
+    index.rebuild()
+    assert {ioc.key for ioc in index.search_text(f"x evil.example {HASH}", NOW_MS)} == {
+        "domain-name:evil.example",
+        f"md5:{HASH}",
+    }
+    index.apply(ioc_from_record({"type": "domain-name", "value": "later.example"}), now_ms=NOW_MS)
+    index.prepare()
+    assert [ioc.key for ioc in index.search_text("x later.example", NOW_MS)] == ["domain-name:later.example"]
+    assert RecordFilter(index).may_match("GET http://later.example/")
