@@ -371,13 +371,14 @@ class IocIndex:
     def has_candidate(self, lowered: str) -> bool:
         """Return True when lower-case ``lowered`` may hold a match for some IOC of the index.
 
-        False means that no observable read from a record whose raw text is
-        ``lowered`` can match: no IOC value, URL host, account name or
-        address prefix of a CIDR IOC is in it (as a substring, without
-        boundaries), no hex run of a hash's length is a hash IOC, and no CVE
-        id or IPv6 address that needs canonicalising is present. The caller
-        handles escapes and encodings (see ``detectors.prefilter``). Pending
-        IOCs count once ``prepare`` has run.
+        False means that no observable read from a record with this text can
+        match. The text then contains none of the automaton's words as a
+        substring: IOC values, URL hosts, account names, e-mail local parts
+        with their ``@``, CIDR octet prefixes and hash prefixes. A hash prefix
+        counts only when its whole hex run is a hash IOC. The text also
+        contains no CVE id and no IPv6 or IPv4-mapped address that needs
+        canonicalising. The caller handles escapes and encodings (see
+        ``detectors.prefilter``). Pending IOCs count once ``prepare`` has run.
         """
         if _CVE_PROBE in lowered or (":ffff:" in lowered and _MAPPED_HEX.search(lowered)):
             return True

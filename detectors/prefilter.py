@@ -1,4 +1,4 @@
-"""A test on a record's text that tells when parsing it cannot yield a sighting.
+"""A test on a record's text that decides when parsing it cannot yield a sighting.
 
 Most events match no IOC, and parsing them costs far more than searching
 their text. ``RecordFilter`` rejects a record only when its text holds no

@@ -92,7 +92,7 @@ class RecordFormat:
 class StreamParser:
     """Parses the records of one ordered stream in a fixed or detected format.
 
-    ``prefilter`` (see ``detectors.prefilter``) sees each decoded record
+    ``prefilter`` (see ``detectors.prefilter``) receives each decoded record
     (a text line or a JSON object) of a one-record format without a header. When it returns False,
     the adapter is skipped and the record yields no observation. Decoding,
     format detection and the format's ``check`` can still reject it, but
