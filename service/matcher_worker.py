@@ -115,7 +115,10 @@ class MatcherWorker:
         """Publish readiness every second and log when it changes, also while a batch is stuck."""
         reason: str | None = "starting"
         while True:
-            current = self.not_ready_reason()
+            try:
+                current = self.not_ready_reason()
+            except Exception as error:  # noqa: BLE001 - the watcher must outlive a consumer mid-rebalance
+                current = f"readiness check failed: {error!r}"
             metrics.READY.set(0 if current else 1)
             if current != reason:
                 if current is None:
