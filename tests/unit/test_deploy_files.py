@@ -574,6 +574,16 @@ ALERT_SCENARIOS: list[dict[str, Any]] = [
     },
     {
         "input_series": [
+            series("yokoten_prefilter_misses_total", "0x10 1x20", job=MATCHER, instance="m1"),
+            series("yokoten_prefilter_misses_total", "0x30", job=MATCHER, instance="m2"),
+        ],
+        "alert_rule_test": [
+            expect("5m", "YokotenPrefilterMiss"),
+            expect("15m", "YokotenPrefilterMiss", {"severity": "critical", "job": MATCHER, "instance": "m1"}),
+        ],
+    },
+    {
+        "input_series": [
             series(CONSUMED, "100x40", job=MATCHER, instance="m1", source="edr"),
             series(CONSUMED, "0+600x40", job=MATCHER, instance="m1", source="mail"),
         ],
