@@ -100,6 +100,7 @@ class IocIndex:
         # the first HASH_PREFIX characters of every hash IOC.
         self._probes: dict[str, int] = {}
         self._hash_prefixes: dict[str, int] = {}
+        self._unprobed_count = 0
         self._ipv6_count = 0
 
     def __len__(self) -> int:
@@ -169,6 +170,7 @@ class IocIndex:
 
     def _insert(self, ioc: Ioc, key: str) -> None:
         probes = _probes_of(ioc)
+        self._unprobed_count += _unprobed(ioc, probes)
         table = self._hash_prefixes if ioc.type in HASH_TYPES else self._probes
         for probe in probes:
             count = table.get(probe, 0)
@@ -209,6 +211,7 @@ class IocIndex:
         if ioc is None:
             return False
         probes = _probes_of(ioc)
+        self._unprobed_count -= _unprobed(ioc, probes)
         if _is_ipv6(ioc, probes):
             self._ipv6_count -= 1
         table = self._hash_prefixes if ioc.type in HASH_TYPES else self._probes
@@ -380,7 +383,7 @@ class IocIndex:
         canonicalising. The caller handles escapes and encodings (see
         ``detectors.prefilter``). Pending IOCs count once ``prepare`` has run.
         """
-        if _CVE_PROBE in lowered or (":ffff:" in lowered and _MAPPED_HEX.search(lowered)):
+        if self._unprobed_count or _CVE_PROBE in lowered or (":ffff:" in lowered and _MAPPED_HEX.search(lowered)):
             return True
         if self._ipv6_count and ("::" in lowered or (lowered.count(":") >= 6 and _IPV6_FULL.search(lowered))):
             return True
@@ -418,24 +421,35 @@ def _probes_of(ioc: Ioc) -> tuple[str, ...]:
 
     A URL matches through its canonical key, which can differ from the raw
     text (default port, empty path, escapes), but its host always appears.
-    An account matches through identity rules (``CORP\\alice`` is
-    ``alice@corp.example``), but its user name always appears. An address in
-    a CIDR block starts with one of the block's octet prefixes. A hash enters
-    by its first ``HASH_PREFIX`` characters.
+    An account matches through identity rules, which join a domain and a
+    name with a backslash and map NetBIOS domains (``CORP\\alice`` is
+    ``alice@corp.example``). The last part of its user name between
+    backslashes always appears in one value. An e-mail address always shows
+    its local part and ``@``, while its domain may differ in case or follow
+    white space. An address in a CIDR block starts with one of the block's
+    octet prefixes. A hash enters by its first ``HASH_PREFIX`` characters.
+    An empty tuple for a URL or an account means that no word is sure to
+    appear (see ``_unprobed``).
     """
     if ioc.type is ObservableType.URL:
-        return (_url_key_host(ioc.value),)
+        host = _url_key_host(ioc.value)
+        return (host,) if host else ()
     if ioc.type is ObservableType.USER:
-        name = ioc.value.partition("@")[0]
+        user = ioc.value.rpartition("@")[0] if "@" in ioc.value else ioc.value
+        name = user.rstrip("\\").rpartition("\\")[2]
         return (name,) if name else ()
     if ioc.type is ObservableType.EMAIL:
-        # The domain may follow after white space or in another case; the local part and "@" are written as they are.
         return (ioc.value.rpartition("@")[0] + "@",)
     if ioc.type in HASH_TYPES:
         return (ioc.value[:HASH_PREFIX],)
     if ioc.type is ObservableType.IPV4 and "/" in ioc.value:
         return _octet_prefixes(ipaddress.IPv4Network(ioc.value))
     return ()
+
+
+def _unprobed(ioc: Ioc, probes: tuple[str, ...]) -> int:
+    """Return 1 for a URL or account IOC without a pre-filter word, which every record must then pass for."""
+    return int(not probes and ioc.type in (ObservableType.URL, ObservableType.USER))
 
 
 def _url_key_host(key: str) -> str:

@@ -23,7 +23,7 @@ from detectors.adapters.stream import RecordRef, StreamParser
 from detectors.exceptions import MalformedRecordError
 from detectors.identity import IdentityRules
 from detectors.index import IocIndex, _octet_prefixes, _on_boundary, _url_key_host
-from detectors.ioc import ioc_from_record
+from detectors.ioc import Ioc, ioc_from_record
 from detectors.matcher import sightings_of
 from detectors.observables import HASH_TYPES, ObservableType, parse_url
 from detectors.observation import Observation, SourceKind
@@ -301,6 +301,21 @@ ENCODED_CASES += [
 ]
 
 
+# Accounts that identity rules join from a domain containing a backslash, or whose user part starts with "@".
+ENCODED_CASES += [
+    (
+        {"type": "user-account", "value": "CORP\\svc\\backup"},
+        b'{"EventID":{"#text":"4625"},"Channel":"Security","Computer":"ws01",'
+        b'"EventData":{"TargetDomainName":"CORP\\\\svc","TargetUserName":"backup","IpAddress":"10.0.0.9"}}',
+    ),
+    (
+        {"type": "user-account", "value": "@x@corp"},
+        b'{"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"ws01",'
+        b'"User":"CORP\\\\@x","Image":"C:\\\\a.exe"}',
+    ),
+]
+
+
 @pytest.mark.parametrize(("ioc", "line"), ENCODED_CASES)
 def test_prefilter_encoded_values_same_sightings(ioc: dict[str, str], line: bytes) -> None:
     assert _same_sightings([ioc], [line]) == 1
@@ -525,3 +540,12 @@ def test_bulk_load_then_delta() -> None:
     index.prepare()
     assert [ioc.key for ioc in index.search_text("x later.example", NOW_MS)] == ["domain-name:later.example"]
     assert RecordFilter(index).may_match("GET http://later.example/")
+
+
+def test_account_without_probe_passes_every_record() -> None:
+    index = IocIndex()
+    index.apply(Ioc(type=ObservableType.USER, value="\\@corp"), now_ms=NOW_MS)
+    index.rebuild()
+    assert RecordFilter(index).may_match("nothing to see")
+    index.remove("user-account:\\@corp")
+    assert not RecordFilter(index).may_match("nothing to see")
