@@ -6,8 +6,10 @@ Kafka-changelog-backed table and the offline replay in a dict.
 An IOC is spread, and alerts, once its entities form more than one spread
 path: two distinct hosts, two distinct users, or a host and a user that no
 event links (a mailbox that received the file and an unrelated host that
-ran it). Every further new host or user raises an updated alert; repeated
-sightings by known entities only update counts. A CVE pushed as an IOC is
+ran it). Every further new host or user raises an updated alert, and so
+does a known one that gets further (a recipient who clicks, a host that runs
+what it downloaded). Other repeated sightings by known entities only update
+counts. A CVE pushed as an IOC is
 different: every host a scanner reports it open on is news, so each new
 host alerts, the first one included.
 """
@@ -171,6 +173,12 @@ def apply_sighting(
     state["sightings"] += 1
     state["sources"][event["source"]] = state["sources"].get(event["source"], 0) + 1
     state["retro"] = bool(sighting.get("retro")) and state.get("retro", True)
+    stage_rank = STAGE_ORDER[Stage(event["stage"])]
+    escalated = any(
+        (entry := table.get(name)) is not None and stage_rank > STAGE_ORDER[Stage(entry["stage"])]
+        for table, names in ((state["hosts"], sighting["hosts"]), (state["users"], sighting["users"]))
+        for name in names
+    )
     new_host = new_user = False
     for name in sighting["hosts"]:
         added = _touch_entity(state["hosts"], name, event, seen_ms, policy.max_entities)
@@ -191,7 +199,7 @@ def apply_sighting(
     del state["refs"][:-MAX_EVENT_REFS]
     if state["ioc"].get("type") == "cve":
         return _exposure_due(state, event["source"], new_host)
-    return (new_host or new_user) and is_spread(state)
+    return (new_host or new_user or escalated) and is_spread(state)
 
 
 def _exposure_due(state: dict[str, Any], source: str, new_host: bool) -> bool:

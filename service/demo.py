@@ -30,7 +30,8 @@ log = logging.getLogger("yokoten.demo")
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
 # IOCs of the sample feed that spread in the sample logs. How many updates each
-# alert gets depends on the order partitions are read in; the final scope does not.
+# alert gets depends on the order partitions are read in. The final scope does
+# not, because a known entity that gets further also updates the alert.
 EXPECTED_IOCS = {
     "sha256:a165653b28874d4a306e15164e6805f4c4184fb23655241a704e9ae02a7a0df2",
     "email-addr:billing@bad.example.net",

@@ -225,3 +225,26 @@ def test_alert_overflow_reported() -> None:
     state = new_state()
     _apply_all(state, *(_sighting(i, [f"ws{i:02d}.example.com"]) for i in range(3)), max_entities=2)
     assert build_alert(state, NOW)["yokoten"]["entities_overflow"] == 1
+
+
+def test_spread_stage_escalation_alerts() -> None:
+    state = new_state()
+    decisions = _apply_all(
+        state,
+        _sighting(1, ["ws01.example.com"], stage="contacted", source="proxy"),
+        _sighting(2, ["ws02.example.com"], stage="contacted", source="proxy"),
+        _sighting(3, ["ws01.example.com"], stage="executed"),
+        _sighting(4, ["ws01.example.com"], stage="executed"),
+        _sighting(5, ["ws01.example.com"], stage="contacted", source="proxy"),
+    )
+    assert decisions == [False, True, True, False, False]
+    assert state["hosts"]["ws01.example.com"]["stage"] == "executed"
+
+
+def test_spread_escalation_before_spread_silent() -> None:
+    decisions = _apply_all(
+        new_state(),
+        _sighting(1, ["ws01.example.com"], stage="contacted", source="proxy"),
+        _sighting(2, ["ws01.example.com"], stage="executed"),
+    )
+    assert decisions == [False, False]
