@@ -86,6 +86,7 @@ def measure_memory(records: list[bytes], with_index: bool) -> dict[str, float]:
             index.apply(ioc, now_ms=NOW_MS)
         else:
             iocs.append(ioc)
+
     gc.collect()
     after = proc_status()["VmRSS"]
     result = {
@@ -95,8 +96,9 @@ def measure_memory(records: list[bytes], with_index: bool) -> dict[str, float]:
         "bytes_per_ioc": round((after - before) * 1024 / len(records)),
         "iocs": len(index) if with_index else len(iocs),
     }
+
     if with_index:
-        # The feed loader rebuilds the automaton once the topic is read; that is the whole index.
+        # The feed loader rebuilds the automaton once the topic is read, so this is the whole index.
         index.rebuild()
         gc.collect()
         built = proc_status()

@@ -168,17 +168,21 @@ class IocIndex:
             self._drop(key)
         return expired
 
-    def _insert(self, ioc: Ioc, key: str) -> None:
+    def _track_probes(self, ioc: Ioc, step: int) -> None:
+        """Count the pre-filter words and flags of ``ioc`` in (``step`` 1) or out (``step`` -1)."""
         probes = _probes_of(ioc)
-        self._unprobed_count += _unprobed(ioc, probes)
+        self._unprobed_count += step * _unprobed(ioc, probes)
+        self._ipv6_count += step * _is_ipv6(ioc, probes)
         table = self._hash_prefixes if ioc.type in HASH_TYPES else self._probes
         for probe in probes:
-            count = table.get(probe, 0)
-            table[probe] = count + 1
-            if not count:
+            count = table.pop(probe, 0) + step
+            if count > 0:
+                table[probe] = count
+            if step > 0 and count == 1:
                 self._add_word(probe)
-        if _is_ipv6(ioc, probes):
-            self._ipv6_count += 1
+
+    def _insert(self, ioc: Ioc, key: str) -> None:
+        self._track_probes(ioc, 1)
         network = _network_of(ioc)
         if network is not None:
             table = self._networks[network.version].setdefault(network.prefixlen, {})
@@ -210,15 +214,7 @@ class IocIndex:
         ioc = self._by_key.pop(key, None)
         if ioc is None:
             return False
-        probes = _probes_of(ioc)
-        self._unprobed_count -= _unprobed(ioc, probes)
-        if _is_ipv6(ioc, probes):
-            self._ipv6_count -= 1
-        table = self._hash_prefixes if ioc.type in HASH_TYPES else self._probes
-        for probe in probes:
-            count = table.pop(probe, 0) - 1
-            if count > 0:
-                table[probe] = count
+        self._track_probes(ioc, -1)
         network = _network_of(ioc)
         if network is not None:
             table = self._networks[network.version].get(network.prefixlen, {})
@@ -476,9 +472,9 @@ def _octet_prefixes(network: ipaddress.IPv4Network) -> tuple[str, ...]:
     return tuple(prefixes)
 
 
-def _is_ipv6(ioc: Ioc, probes: tuple[str, ...]) -> bool:
-    """Return True for an IPv6 IOC or a URL IOC on an IPv6 host (its probe is the address)."""
-    return ioc.type is ObservableType.IPV6 or (ioc.type is ObservableType.URL and any(":" in probe for probe in probes))
+def _is_ipv6(ioc: Ioc, probes: tuple[str, ...]) -> int:
+    """Return 1 for an IPv6 IOC or a URL IOC on an IPv6 host (its probe is the address), else 0."""
+    return int(ioc.type is ObservableType.IPV6 or (ioc.type is ObservableType.URL and any(":" in probe for probe in probes)))
 
 
 def _network_of(ioc: Ioc) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

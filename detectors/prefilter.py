@@ -1,12 +1,12 @@
 """A test on a record's text that decides when parsing it cannot yield a sighting.
 
 Most events match no IOC, and parsing them costs far more than searching
-their text. ``RecordFilter`` rejects a record only when its text holds no
-candidate: no IOC value, URL host, account name, hash, CIDR octet prefix or
+their text. ``RecordFilter`` rejects a record only when its text contains
+no candidate: no IOC value, URL host, account name, hash, CIDR octet prefix or
 CVE id (``IocIndex.has_candidate``). That is sound because adapters only
 copy, split, strip, join and lower-case the values they read, so a value
 that matches appears in the record's text, in any case. The text of a text
-record is its line; the text of a JSON record is its string and number
+record is its line. The text of a JSON record is its string and number
 values as decoded, so JSON escapes cannot hide a value. The exceptions are
 decodings that adapters apply themselves, and a record that has one always
 passes:
@@ -35,7 +35,7 @@ _VALUE_SEPARATOR = "\x00"
 
 
 class RecordFilter:
-    """Pre-filter of raw records against one IOC index, with counts of what it decided."""
+    """Pre-filter of decoded records against one IOC index, with counts of what it decided."""
 
     def __init__(self, index: IocIndex) -> None:
         self.index = index
@@ -46,7 +46,7 @@ class RecordFilter:
         """Return False only when no observable of ``record`` (a text line or a decoded JSON object) can match an IOC.
 
         ``urls`` is False for formats that parse no URL out of a value that
-        may hold tabs or line breaks, which spares their text a second search.
+        may contain tabs or line breaks, which spares their text a second search.
         """
         text = record if isinstance(record, str) else document_text(record)
         if self._may_match(text, urls):

@@ -139,6 +139,16 @@ def _link(state: dict[str, Any], hosts: list[str], users: list[str]) -> None:
                 linked.append(user)
 
 
+def _escalates(table: dict[str, dict[str, Any]], names: list[str], stage: str) -> bool:
+    """Return True when ``stage`` goes further than the recorded stage of a known entity among ``names``."""
+    rank = STAGE_ORDER[Stage(stage)]
+    for name in names:
+        entry = table.get(name)
+        if entry is not None and rank > STAGE_ORDER[Stage(entry["stage"])]:
+            return True
+    return False
+
+
 def apply_sighting(
     state: dict[str, Any],
     sighting: dict[str, Any],
@@ -173,11 +183,8 @@ def apply_sighting(
     state["sightings"] += 1
     state["sources"][event["source"]] = state["sources"].get(event["source"], 0) + 1
     state["retro"] = bool(sighting.get("retro")) and state.get("retro", True)
-    stage_rank = STAGE_ORDER[Stage(event["stage"])]
-    escalated = any(
-        (entry := table.get(name)) is not None and stage_rank > STAGE_ORDER[Stage(entry["stage"])]
-        for table, names in ((state["hosts"], sighting["hosts"]), (state["users"], sighting["users"]))
-        for name in names
+    escalated = _escalates(state["hosts"], sighting["hosts"], event["stage"]) or _escalates(
+        state["users"], sighting["users"], event["stage"]
     )
     new_host = new_user = False
     for name in sighting["hosts"]:

@@ -280,7 +280,7 @@ def adapt(document: dict[str, Any], rules: IdentityRules, default_source: Source
     """Turn one ECS document into an observation.
 
     The source kind comes from ``event.category`` and falls back to
-    ``default_source`` (the topic binding); with neither, the record is
+    ``default_source`` (the topic binding). With neither, the record is
     rejected because its entities cannot be chosen.
     """
     flat = _read_fields(document)

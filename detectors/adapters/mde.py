@@ -326,14 +326,20 @@ def _device_attributes(table: str, row: dict[str, Any]) -> dict[str, Any]:
     return attributes
 
 
-def _adapt_device(table: str, row: dict[str, Any], timestamp_ms: int | None, rules: IdentityRules) -> Observation:
-    """Read a Defender for Endpoint row: the device is the host entity, its accounts the users."""
+def _device_host(table: str, row: dict[str, Any], rules: IdentityRules) -> str:
+    """Return the host entity of a device row, or raise missing_field when it names no device."""
     host = rules.host(row.get("DeviceName"))
     if host is None:
         raise MalformedRecordError(
             f"{table} row has no DeviceName naming the device (got {row.get('DeviceName')!r})",
             reason="missing_field",
         )
+    return host
+
+
+def _adapt_device(table: str, row: dict[str, Any], timestamp_ms: int | None, rules: IdentityRules) -> Observation:
+    """Read a Defender for Endpoint row: the device is the host entity, its accounts the users."""
+    host = _device_host(table, row, rules)
     observation = Observation(
         source=SourceKind.EDR,
         timestamp_ms=timestamp_ms,
@@ -451,11 +457,8 @@ def _row_and_table(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
 def check(record: dict[str, Any], rules: IdentityRules) -> None:
     """Raise for a record that ``adapt`` would reject as a whole: a table not read, a device row without a device."""
     row, table = _row_and_table(record)
-    if table in DEVICE_TABLES and rules.host(row.get("DeviceName")) is None:
-        raise MalformedRecordError(
-            f"{table} row has no DeviceName naming the device (got {row.get('DeviceName')!r})",
-            reason="missing_field",
-        )
+    if table in DEVICE_TABLES:
+        _device_host(table, row, rules)
 
 
 def has_encoded_event(record: dict[str, Any]) -> bool:

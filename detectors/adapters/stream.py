@@ -39,8 +39,9 @@ class Joiner(Protocol):
     ``add`` returns the observations completed by the record (often none);
     ``expire`` returns partial ones older than the join window. Every
     observation carries the ref of the record that completed or last
-    extended it; two observations may share a ref only if their entities
-    differ, because the correlator recognises redeliveries by ref and entities. ``oldest_offset`` is the offset of the oldest record still
+    extended it. Two observations may share a ref only if their entities
+    differ, because the correlator recognises redeliveries by ref and
+    entities. ``oldest_offset`` is the offset of the oldest record still
     buffered, so the caller never commits past it.
     """
 
@@ -65,10 +66,11 @@ class RecordFormat:
     in the context and returns True for them, so they are not records.
     ``encoded`` returns True for a record that carries a value in an
     encoding that a search of its text cannot see (base64, JSON in a
-    string), so the pre-filter lets it through. ``check`` raises the MalformedRecordError
-    that ``adapt`` would raise for a record it rejects (a wrong field type,
-    a log type that is not read), without building the observation. It runs
-    on records the pre-filter skips, so those still reach the dead letter.
+    string), so the pre-filter lets it through. ``check`` raises the
+    MalformedRecordError that ``adapt`` would raise for a record it rejects
+    (a wrong field type, a log type that is not read), without building the
+    observation. It runs on records the pre-filter skips, so those still
+    reach the dead letter.
     ``urls`` is False when the adapter parses no URL from a value that may
     contain tabs or line breaks (see ``RecordFilter.may_match``).
     ``candidate_text`` returns the values of only the fields ``adapt`` reads
@@ -93,8 +95,9 @@ class StreamParser:
     """Parses the records of one ordered stream in a fixed or detected format.
 
     ``prefilter`` (see ``detectors.prefilter``) receives each decoded record
-    (a text line or a JSON object) of a one-record format without a header. When it returns False,
-    the adapter is skipped and the record yields no observation. Decoding,
+    (a text line or a JSON object) of a one-record format without a header.
+    When it returns False, the adapter is skipped and the record yields no
+    observation. Decoding,
     format detection and the format's ``check`` can still reject it, but
     formats without a ``check`` do not check such a record's fields. Every
     ``verify_every``-th skipped record is parsed all the same, and

@@ -269,17 +269,18 @@ def candidate_text(record: dict[str, Any]) -> str | None:
 
 def check(record: dict[str, Any], rules: IdentityRules) -> None:
     """Raise for a record that ``adapt`` would reject: a bad EventID or EventData, a wrong field type, no endpoint."""
-    _event_id(record)
+    _validated(record, rules)
+
+
+def _validated(record: dict[str, Any], rules: IdentityRules) -> tuple[str, dict[str, Any], str]:
+    """Return the event id, the flattened fields and the endpoint host, or raise MalformedRecordError."""
+    event_id = _event_id(record)
     fields = _flatten(record)
     _check_types(fields)
-    _endpoint(fields, rules)
-
-
-def _endpoint(fields: dict[str, Any], rules: IdentityRules) -> str:
     host = rules.host(fields.get("Hostname") or fields.get("Computer"))
     if host is None:
         raise MalformedRecordError("Windows event has no Hostname or Computer field naming the endpoint", reason="missing_field")
-    return host
+    return event_id, fields, host
 
 
 def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
@@ -289,10 +290,7 @@ def adapt(record: dict[str, Any], rules: IdentityRules) -> Observation:
     the entities. Hashes, file names, remote addresses and queried names are
     observables; command lines and script blocks are free text.
     """
-    event_id = _event_id(record)
-    fields = _flatten(record)
-    _check_types(fields)
-    host = _endpoint(fields, rules)
+    event_id, fields, host = _validated(record, rules)
     network = event_id in _NETWORK_EVENTS
     observation = Observation(
         source=SourceKind.EDR,
